@@ -1,0 +1,1 @@
+"""The learner toolkit: CLI, database provisioning, pytest plugin, exercise tooling."""

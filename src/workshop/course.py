@@ -1,0 +1,131 @@
+"""The course on disk: where the repository is, its steps, and their exercises."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+
+class WorkshopError(Exception):
+    """A problem the learner can fix: its message is one sentence that says how."""
+
+    exit_code = 1
+
+
+class UnknownName(WorkshopError):
+    """A step or exercise id that does not exist."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    hints: list[str]
+    # What the starter keeps in place of the solution; None means `raise NotImplementedError(...)`.
+    stub: str | None = None
+
+    @property
+    def anchor(self) -> str:
+        """The docs heading's id, for example `exercise-01.1`."""
+        return f"exercise-{self.id}"
+
+
+@dataclass(frozen=True)
+class Step:
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def number(self) -> str:
+        return self.name.split("-", 1)[0]
+
+    @property
+    def solution_dir(self) -> Path:
+        return self.dir / "solution"
+
+    @property
+    def app_dir(self) -> Path:
+        return self.dir / "app"
+
+    def package_dir(self, *, solution: bool) -> Path:
+        return self.solution_dir if solution else self.app_dir
+
+    @property
+    def docs_page(self) -> Path:
+        return self.dir.parent.parent / "docs" / "steps" / f"{self.name}.md"
+
+    @cached_property
+    def exercises(self) -> list[Exercise]:
+        data = tomllib.loads((self.dir / "exercises.toml").read_text(encoding="utf-8"))
+        return [Exercise(**entry) for entry in data.get("exercise", [])]
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        for exercise in self.exercises:
+            if exercise.id == exercise_id:
+                return exercise
+        ids = ", ".join(e.id for e in self.exercises) or "none"
+        raise UnknownName(
+            f"There is no exercise {exercise_id}: step {self.number}'s exercises are {ids}."
+        )
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The workshop repository that holds `start` (default: the current directory)."""
+    if env_root := os.environ.get("WORKSHOP_ROOT"):
+        return Path(env_root).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "steps").is_dir() and (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise UnknownName(
+        "This is not the workshop repository: run the command from the folder you cloned."
+    )
+
+
+def step_of(path: Path) -> Step | None:
+    """The step a file belongs to: the nearest folder above it that has an `exercises.toml`."""
+    for candidate in (path.resolve(), *path.resolve().parents):
+        if (candidate / "exercises.toml").is_file():
+            return Step(candidate)
+    return None
+
+
+@dataclass
+class Course:
+    root: Path = field(default_factory=find_root)
+
+    @cached_property
+    def steps(self) -> list[Step]:
+        found = (p for p in sorted((self.root / "steps").iterdir()) if re.match(r"\d\d-", p.name))
+        return [Step(p) for p in found if (p / "exercises.toml").is_file()]
+
+    def step(self, number: str) -> Step:
+        wanted = number.zfill(2)
+        for step in self.steps:
+            if step.number == wanted or step.name == number:
+                return step
+        known = ", ".join(s.number for s in self.steps)
+        raise UnknownName(f"There is no step {number}: the steps are {known}.")
+
+    def exercise(self, exercise_id: str) -> tuple[Step, Exercise]:
+        if not re.fullmatch(r"\d{1,2}\.\d{1,2}", exercise_id):
+            raise UnknownName(
+                f"{exercise_id!r} is not an exercise id: they look like 01.2 (step, exercise)."
+            )
+        number = exercise_id.split(".")[0].zfill(2)
+        try:
+            step = self.step(number)
+        except UnknownName:
+            raise UnknownName(
+                f"There is no exercise {exercise_id}: there is no step {number}."
+            ) from None
+        return step, step.exercise(exercise_id)

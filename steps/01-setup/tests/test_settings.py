@@ -1,0 +1,98 @@
+"""Step 01 checks: settings come from the environment and `.env`, and keep the password secret."""
+
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from pydantic import ValidationError
+
+SECRET = "s3cret-pw"
+
+
+def test_database_url_comes_from_the_environment(
+    pkg: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+asyncpg://app:{SECRET}@db.example:5433/shop")
+    url = pkg.config.Settings().database_url.get_secret_value()
+    assert url == f"postgresql+asyncpg://app:{SECRET}@db.example:5433/shop"
+
+
+def test_dotenv_file_is_read_and_the_environment_wins(
+    pkg: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test runs in an empty folder of its own: this `.env` is the only one.
+    Path(".env").write_text(
+        "DATABASE_URL=postgresql+asyncpg://from-dotenv@localhost/workshop\n"
+        "CONNECT_TIMEOUT=2.5\n"
+    )
+    assert pkg.config.Settings().connect_timeout == 2.5
+    assert "from-dotenv" in pkg.config.Settings().database_url.get_secret_value()
+    monkeypatch.setenv("CONNECT_TIMEOUT", "1")
+    assert pkg.config.Settings().connect_timeout == 1
+
+
+def test_password_never_shows(pkg: ModuleType) -> None:
+    settings = pkg.config.Settings(database_url=f"postgresql+asyncpg://app:{SECRET}@db/shop")
+    for shown in (repr(settings), str(settings), settings.model_dump_json(), f"{settings}"):
+        assert SECRET not in shown
+
+
+@pytest.mark.exercise("01.1")
+def test_pool_settings_have_defaults(pkg: ModuleType) -> None:
+    settings = pkg.config.Settings(_env_file=None)
+    assert (settings.pool_size, settings.max_overflow) == (20, 10)
+
+
+@pytest.mark.exercise("01.1")
+def test_pool_settings_come_from_the_environment(
+    pkg: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POOL_SIZE", "5")
+    monkeypatch.setenv("MAX_OVERFLOW", "0")  # zero is allowed: never open more than the pool
+    settings = pkg.config.Settings(_env_file=None)
+    assert (settings.pool_size, settings.max_overflow) == (5, 0)
+
+
+@pytest.mark.exercise("01.1")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("POOL_SIZE", "0"), ("POOL_SIZE", "-3"), ("POOL_SIZE", "many"), ("MAX_OVERFLOW", "-1")],
+)
+def test_pool_settings_reject_bad_values(
+    pkg: ModuleType, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        pkg.config.Settings(_env_file=None)
+    assert caught.value.errors()[0]["loc"] == (name.lower(),)
+
+
+@pytest.mark.exercise("01.2")
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_database_url_uses_asyncpg(pkg: ModuleType, scheme: str) -> None:
+    settings = pkg.config.Settings(database_url=f"{scheme}://app:{SECRET}@db:5432/shop")
+    assert settings.database_url.get_secret_value() == (
+        f"postgresql+asyncpg://app:{SECRET}@db:5432/shop"
+    )
+    # Already right: left as it is.
+    right = f"postgresql+asyncpg://app:{SECRET}@db:5432/shop"
+    assert pkg.config.Settings(database_url=right).database_url.get_secret_value() == right
+
+
+@pytest.mark.exercise("01.2")
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mysql://app:{SECRET}@db/shop",
+        "sqlite:///shop.db",
+        f"postgresql+psycopg2://app:{SECRET}@db/shop",
+        f"app:{SECRET}@db/shop",
+    ],
+)
+def test_database_url_must_be_postgresql(pkg: ModuleType, url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        pkg.config.Settings(database_url=url)
+    message = str(caught.value)
+    assert "database_url" in message
+    assert "postgresql" in message.lower()
+    assert SECRET not in message  # the error names the field, never the URL
