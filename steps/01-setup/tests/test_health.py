@@ -1,6 +1,5 @@
 """Step 01 checks: the app starts, and GET /health tells whether PostgreSQL answers."""
 
-import logging
 from types import ModuleType
 from typing import Any
 

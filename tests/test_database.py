@@ -1,0 +1,84 @@
+"""Provisioning: DATABASE_URL first, else the embedded server, one sentence on failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from workshop.cli import app
+from workshop.course import Course
+from workshop.database import (
+    DatabaseUnavailable,
+    EmbeddedServer,
+    ToolkitSettings,
+    asyncpg_url,
+    resolve_server,
+)
+
+CLOSED_PORT = "postgresql://postgres:s3cret-pw@127.0.0.1:1/workshop"
+
+
+def test_a_closed_port_gets_one_sentence_and_exit_code_1(
+    course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(course.root)
+    for command in (["db", "url"], ["db", "start"], ["db", "status"]):
+        result = CliRunner().invoke(app, command, env={"DATABASE_URL": CLOSED_PORT})
+        assert result.exit_code == 1, result.output
+        message = result.output.strip()
+        assert message.startswith("PostgreSQL at 127.0.0.1:1/workshop (from DATABASE_URL)")
+        assert "docker compose up -d" in message and "remove DATABASE_URL" in message
+        assert "\n" not in message and "Traceback" not in message
+        assert "s3cret-pw" not in message
+
+
+def test_database_url_is_read_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    (tmp_path / ".env").write_text(f"DATABASE_URL={CLOSED_PORT}\n")
+    assert ToolkitSettings.load(tmp_path).database_url == CLOSED_PORT
+    with pytest.raises(DatabaseUnavailable, match="does not answer"):
+        resolve_server(tmp_path)
+
+
+def test_urls_are_spelled_for_asyncpg() -> None:
+    assert str(asyncpg_url("postgres://u@h/db")) == "postgresql+asyncpg://u@h/db"
+    with pytest.raises(DatabaseUnavailable, match="must be a PostgreSQL URL"):
+        asyncpg_url("mysql://u@h/db")
+
+
+def test_the_system_server_works_through_database_url(
+    course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever server this session runs on, DATABASE_URL pointing at it is used as given."""
+    url = resolve_server(course.root).url.render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    server = resolve_server(course.root)
+    assert server.source == "DATABASE_URL"
+    assert server.url.render_as_string(hide_password=False) == url
+
+
+def test_two_processes_starting_a_new_embedded_server_share_it(
+    course: Course, tmp_path: Path
+) -> None:
+    pgdata = tmp_path / "pgdata"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["WORKSHOP_PGDATA"] = str(pgdata)
+    command = [sys.executable, "-m", "workshop", "db", "url"]
+    starts = [
+        subprocess.Popen(command, cwd=course.root, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        urls = [process.communicate(timeout=120)[0].strip() for process in starts]
+        assert [process.returncode for process in starts] == [0, 0]
+        assert urls[0] == urls[1]
+        assert urls[0].startswith("postgresql+asyncpg://") and "/workshop" in urls[0]
+        assert (pgdata / "PG_VERSION").read_text().strip() == "18"
+    finally:
+        assert EmbeddedServer(pgdata).stop()
+    assert not EmbeddedServer(pgdata).is_running()
