@@ -13,13 +13,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from .course import Step, WorkshopError, step_of
 from .database import (
@@ -31,6 +30,9 @@ from .database import (
     resolve_server,
 )
 from .loader import load_package
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
@@ -205,6 +207,9 @@ def settings(pkg: ModuleType, database_url: str) -> Any:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    # Imported here: step 01 has no SQLAlchemy engine, and importing it costs 0.2 s.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     engine = create_async_engine(database_url)
     yield engine
     await engine.dispose()
@@ -217,6 +222,8 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     SQLAlchemy's "joining a session into an external transaction" recipe: the session's
     commits become savepoints inside a transaction that the fixture rolls back.
     """
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     async with engine.connect() as connection:
         transaction = await connection.begin()
         session = AsyncSession(
