@@ -22,8 +22,7 @@ def test_dotenv_file_is_read_and_the_environment_wins(
 ) -> None:
     # The test runs in an empty folder of its own: this `.env` is the only one.
     Path(".env").write_text(
-        "DATABASE_URL=postgresql+asyncpg://from-dotenv@localhost/workshop\n"
-        "CONNECT_TIMEOUT=2.5\n"
+        "DATABASE_URL=postgresql+asyncpg://from-dotenv@localhost/workshop\nCONNECT_TIMEOUT=2.5\n"
     )
     assert pkg.config.Settings().connect_timeout == 2.5
     assert "from-dotenv" in pkg.config.Settings().database_url.get_secret_value()
