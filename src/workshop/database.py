@@ -12,14 +12,19 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from .course import WorkshopError, find_root
+
+T = TypeVar("T")
 
 # The learner's own database on the embedded server (tests make throwaway ones beside it).
 WORKSHOP_DATABASE = "workshop"
@@ -155,6 +160,16 @@ class Server:
         return self.url.set(database=database)
 
 
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also where an event loop already runs (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, coroutine).result()
+
+
 async def _probe(url: URL) -> str:
     connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
     try:
@@ -166,7 +181,7 @@ async def _probe(url: URL) -> str:
 def server_version(url: URL) -> str:
     """Ask the server its version; DatabaseUnavailable when it does not answer."""
     try:
-        return asyncio.run(_probe(url))
+        return run_sync(_probe(url))
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseUnavailable(
             f"PostgreSQL at {describe(url)} (from DATABASE_URL) does not answer "
@@ -217,5 +232,5 @@ def workshop_database_url(root: Path | None = None) -> URL:
     server = resolve_server(root)
     if server.source == "DATABASE_URL":
         return server.url
-    asyncio.run(create_database(server.url, WORKSHOP_DATABASE))
+    run_sync(create_database(server.url, WORKSHOP_DATABASE))
     return server.database_url(WORKSHOP_DATABASE)

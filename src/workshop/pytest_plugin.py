@@ -7,7 +7,6 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from .database import (
     create_database,
     drop_database,
     resolve_server,
+    run_sync,
 )
 from .loader import load_package
 
@@ -142,14 +142,14 @@ class TestDatabases:
                 pytest.exit(str(exc), returncode=1)
         if step.dir not in self.names:
             name = f"workshop_test_{step.number}_{uuid.uuid4().hex[:8]}"
-            asyncio.run(create_database(self.server.url, name))
+            run_sync(create_database(self.server.url, name))
             self.names[step.dir] = name
         return self.server.database_url(self.names[step.dir]).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         if self.server is not None:
             for name in self.names.values():
-                asyncio.run(drop_database(self.server.url, name))
+                run_sync(drop_database(self.server.url, name))
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def use_asyncpg(cls, value: SecretStr) -> SecretStr:
-        # EXERCISE 01.2: accept only PostgreSQL URLs, and make them use the asyncpg driver
+        # EXERCISE 01.2: allow postgresql://, postgres://, postgresql+asyncpg://; return +asyncpg
         return value
 
 
