@@ -66,9 +66,10 @@ def libpq_dsn(url: URL) -> str:
 
 
 def describe(url: URL) -> str:
-    """Where a URL points, without its password: `host:port/db` or the socket folder."""
-    host = url.host or url.query.get("host") or "localhost"
-    return f"{host}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
+    """Where a URL points, without its password: `host:port/db`, or the socket's folder."""
+    if socket_dir := url.query.get("host"):
+        return f"the socket in {socket_dir}, database {url.database}"
+    return f"{url.host or 'localhost'}{':' + str(url.port) if url.port else ''}/{url.database}"
 
 
 # -- the embedded server ------------------------------------------------------------------
