@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from workshop.cli import app
@@ -18,7 +20,13 @@ from workshop.database import (
     Server,
     ToolkitSettings,
     asyncpg_url,
+    create_database,
+    drop_database,
+    drop_orphaned_test_databases,
+    libpq_dsn,
     resolve_server,
+    run_sync,
+    test_database_name,
 )
 
 CLOSED_PORT = "postgresql://postgres:s3cret-pw@127.0.0.1:1/workshop"
@@ -99,3 +107,32 @@ def test_psql_opens_on_the_workshops_database(course: Course, server: Server) ->
     )
     assert done.returncode == 0, done.stderr
     assert "answer" in done.stdout and "42" in done.stdout
+
+
+def test_a_dead_runs_test_databases_are_dropped(server: Server) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = finished.stdout.strip()
+    orphan = f"workshop_test_01_{dead_pid}_abcdef"
+    ours = test_database_name("01")
+    for name in (orphan, ours):
+        run_sync(create_database(server.url, name))
+    try:
+        assert orphan in run_sync(drop_orphaned_test_databases(server.url))
+        assert not run_sync(database_names(server.url)) & {orphan}
+        assert ours in run_sync(database_names(server.url))
+    finally:
+        run_sync(drop_database(server.url, ours))
+        run_sync(drop_database(server.url, orphan))
+
+
+async def database_names(url: URL) -> set[str]:
+    connection = await asyncpg.connect(libpq_dsn(url))
+    try:
+        return {row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")}
+    finally:
+        await connection.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import jupytext
@@ -12,13 +11,13 @@ import pytest
 from nbclient import NotebookClient
 
 from workshop.course import Course, Step
-from workshop.database import Server, create_database, drop_database
+from workshop.database import Server, create_database, drop_database, test_database_name
 
 
 @pytest.fixture
 def scratch_database(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A throwaway database the notebook's kernel finds through DATABASE_URL."""
-    name = f"workshop_test_notebook_{uuid.uuid4().hex[:8]}"
+    name = test_database_name("notebook")
     asyncio.run(create_database(server.url, name))
     url = server.database_url(name).render_as_string(hide_password=False)
     monkeypatch.setenv("DATABASE_URL", url)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import uuid
 import warnings
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import psutil
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -28,6 +30,7 @@ T = TypeVar("T")
 
 # The learner's own database on the embedded server (tests make throwaway ones beside it).
 WORKSHOP_DATABASE = "workshop"
+TEST_DATABASE_PREFIX = "workshop_test_"
 CONNECT_TIMEOUT = 5.0
 
 
@@ -226,6 +229,38 @@ async def drop_database(server: URL, name: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+def test_database_name(label: str) -> str:
+    """A throwaway database's name; it carries the pid of the process that owns it."""
+    return f"{TEST_DATABASE_PREFIX}{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+test_database_name.__test__ = False  # type: ignore[attr-defined]  # not a test, whatever its name
+
+
+async def drop_orphaned_test_databases(server: URL) -> list[str]:
+    """Drop the throwaway databases of test runs that died before they could drop them.
+
+    Only for the embedded server: it is this machine's own, so a pid that is not running
+    here is a run that is over. A shared server's databases may belong to other machines.
+    """
+    connection = await asyncpg.connect(libpq_dsn(server), timeout=CONNECT_TIMEOUT)
+    try:
+        names = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            TEST_DATABASE_PREFIX,
+        )
+    finally:
+        await connection.close()
+    orphans = [
+        row["datname"]
+        for row in names
+        if (pid := row["datname"].split("_")[-2]).isdigit() and not psutil.pid_exists(int(pid))
+    ]
+    for name in orphans:
+        await drop_database(server, name)
+    return orphans
 
 
 def workshop_database_url(root: Path | None = None) -> URL:

@@ -8,7 +8,6 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -26,8 +25,10 @@ from .database import (
     ToolkitSettings,
     create_database,
     drop_database,
+    drop_orphaned_test_databases,
     resolve_server,
     run_sync,
+    test_database_name,
 )
 from .loader import load_package
 
@@ -140,8 +141,10 @@ class TestDatabases:
                 self.server = resolve_server(self.root, settings=self.settings)
             except WorkshopError as exc:
                 pytest.exit(str(exc), returncode=1)
+            if self.server.source == "embedded":
+                run_sync(drop_orphaned_test_databases(self.server.url))
         if step.dir not in self.names:
-            name = f"workshop_test_{step.number}_{uuid.uuid4().hex[:8]}"
+            name = test_database_name(step.number)
             run_sync(create_database(self.server.url, name))
             self.names[step.dir] = name
         return self.server.database_url(self.names[step.dir]).render_as_string(hide_password=False)
