@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from workshop.checks import StepReport, run_steps
 from workshop.course import Course, Step
 from workshop.database import Server, resolve_server
+from workshop.generate import expected_files
 
 pytest_plugins = ["pytester"]
 
@@ -33,9 +36,27 @@ def solution_reports(course: Course) -> dict[Step, StepReport]:
 
 
 @pytest.fixture(scope="session")
-def starter_reports(course: Course) -> dict[Step, StepReport]:
-    """Every step's checks on its untouched starter, all steps in one pytest process."""
-    return run_steps(course.steps, solution=False)
+def starter_reports(
+    course: Course, server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> dict[Step, StepReport]:
+    """Every step's checks on its generated starter, all steps in one pytest process.
+
+    They run in a copy of the course whose `app/` folders are freshly generated, so a
+    learner's own work in `app/` cannot change this result.
+    """
+    copy = tmp_path_factory.mktemp("course")
+    shutil.copy(course.root / "pyproject.toml", copy)
+    for step in course.steps:
+        ignore = shutil.ignore_patterns("app", "__pycache__")
+        shutil.copytree(step.dir, copy / "steps" / step.name, ignore=ignore)
+    for path, text in expected_files(course).items():
+        target = copy / path.relative_to(course.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    copied = Course(copy).steps
+    env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
+    reports = run_steps(copied, solution=False, env=env)
+    return {step: reports[twin] for step, twin in zip(course.steps, copied, strict=True)}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def run_checks(step: Step, *, solution: bool = False) -> StepReport:
     return run_steps([step], solution=solution)[step]
 
 
-def run_steps(steps: list[Step], *, solution: bool = False) -> dict[Step, StepReport]:
+def run_steps(
+    steps: list[Step], *, solution: bool = False, env: Mapping[str, str] | None = None
+) -> dict[Step, StepReport]:
     """Run several steps' checks in one pytest process (as `pytest steps/` does)."""
     root = steps[0].dir.parent.parent
     with tempfile.TemporaryDirectory() as folder:
@@ -70,7 +73,9 @@ def run_steps(steps: list[Step], *, solution: bool = False) -> dict[Step, StepRe
             f"--workshop-report={report}",
             *(["--solution"] if solution else []),
         ]
-        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, check=False
+        )
         output = done.stdout + done.stderr
         if done.returncode == 5:
             raise WorkshopError("There are no tests to run: the step's tests/ folder is empty.")

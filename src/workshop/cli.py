@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import database, starter
+from . import database, generate, starter
 from .checks import run_checks
-from .course import Course, WorkshopError
+from .course import COMMAND, Course, WorkshopError
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -79,7 +79,7 @@ def run(
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise WorkshopError(
-                f"Port {port} is taken: stop what serves it, or use `workshop run {step} "
+                f"Port {port} is taken: stop what serves it, or use `{COMMAND} run {step} "
                 f"--port {port + 1}`."
             )
     url = database.workshop_database_url(course.root)
@@ -135,7 +135,7 @@ def check(step: StepArg, solution: SolutionOpt = False) -> None:
             )
         console.print(f"  Hint: {exercise.hints[0]}")
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
-        console.print(f"  More hints: workshop hint {exercise.id}")
+        console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -196,7 +196,7 @@ def db_status() -> None:
         console.print(
             f"The embedded PostgreSQL is stopped (data: {relative(embedded.pgdata, root)})."
         )
-        console.print("Start it with `workshop db start`.")
+        console.print(f"Start it with `{COMMAND} db start`.")
         raise typer.Exit(1)
     url = embedded.start()
     version = database.server_version(url)
@@ -219,17 +219,24 @@ def db_psql() -> None:
 @command(dev_app, "sync")
 def dev_sync(
     check_only: Annotated[bool, typer.Option("--check", help="Only report what is stale.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files changed by hand, too.")
+    ] = False,
 ) -> None:
-    """Regenerate every step's app/ (the starter) from its solution/."""
+    """Regenerate every step's app/ (the starter) and diff from its solution/."""
     course = Course()
-    stale = False
-    for chosen in course.steps:
-        changed = starter.out_of_sync(chosen) if check_only else starter.sync(chosen)
-        for rel in changed:
-            stale = True
-            verb = "stale" if check_only else "written"
-            console.print(f"{verb}: {relative(chosen.app_dir / rel, course.root)}")
-    if check_only and stale:
-        raise typer.Exit(1)
-    if not stale:
-        console.print("Every starter is in sync with its solution.")
+    if check_only:
+        stale = generate.stale_files(course)
+        for path in stale:
+            console.print(f"stale: {relative(path, course.root)}")
+        if stale:
+            raise typer.Exit(1)
+        console.print("Every generated file is in sync with the solutions.")
+        return
+    written, kept = generate.sync(course, force=force)
+    for path in written:
+        console.print(f"written: {relative(path, course.root)}")
+    for path in kept:
+        console.print(f"kept (changed by hand; --force overwrites): {relative(path, course.root)}")
+    if not written and not kept:
+        console.print("Every generated file is in sync with the solutions.")

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+# How the learner runs the toolkit: the README's way, which works without activating the venv.
+COMMAND = "uv run workshop"
+
 
 class WorkshopError(Exception):
     """A problem the learner can fix: its message is one sentence that says how."""

@@ -24,7 +24,7 @@ import psutil
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from .course import WorkshopError, find_root
+from .course import COMMAND, WorkshopError, find_root
 
 T = TypeVar("T")
 
@@ -206,7 +206,7 @@ def resolve_server(
         return Server(url=url, source="DATABASE_URL")
     embedded = EmbeddedServer.for_root(root, settings)
     if not start and not embedded.is_running():
-        raise DatabaseUnavailable("The embedded PostgreSQL is not running: `workshop db start`.")
+        raise DatabaseUnavailable(f"The embedded PostgreSQL is not running: `{COMMAND} db start`.")
     return Server(url=embedded.start(), source="embedded")
 
 

@@ -8,6 +8,7 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from .course import Step, WorkshopError, step_of
+from .course import COMMAND, Step, WorkshopError, step_of
 from .database import (
     DatabaseUnavailable,
     Server,
@@ -31,10 +31,12 @@ from .database import (
     test_database_name,
 )
 from .loader import load_package
+from .testing import serve
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+STUB_MESSAGE = re.compile(r"exercise \d\d\.\d+ is yours to do")
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
 
@@ -59,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The step's other checks first, then the exercises in order: the first failure a
+    # learner reads is the exercise `workshop check` names.
+    items.sort(key=lambda item: min(exercise_ids(item), default=""))
     for item in items:
         for exercise_id in exercise_ids(item):
             step = step_of(item.path)
@@ -84,6 +89,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif report.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
     step = step_of(item.path)
+    if report.failed and call.excinfo is not None and not item.config.getoption("solution"):
+        shorten_stub_failure(report, call.excinfo, item.config.rootpath)
     if report.failed and step and entry["exercises"] and not item.config.getoption("solution"):
         for exercise_id in entry["exercises"]:
             title = step.exercise(exercise_id).title
@@ -91,10 +98,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 (
                     "workshop",
                     f"Exercise {exercise_id} ({title}) is not finished yet: "
-                    f"run `workshop hint {exercise_id}`.",
+                    f"run `{COMMAND} hint {exercise_id}`.",
                 )
             )
     return report
+
+
+def shorten_stub_failure(
+    report: pytest.TestReport, excinfo: pytest.ExceptionInfo[Any], root: Path
+) -> None:
+    """An exercise's stub was reached: say where it is in one line, not in fifty frames."""
+    if not excinfo.errisinstance(NotImplementedError) or not STUB_MESSAGE.match(str(excinfo.value)):
+        return
+    where = excinfo.traceback[-1]
+    path = Path(where.path)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    report.longrepr = f"{shown}:{where.lineno + 1}: {excinfo.value}"
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -112,7 +131,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("workshop")
         for exercise_id in unfinished:
             terminalreporter.write_line(
-                f"exercise {exercise_id} is not finished: `workshop hint {exercise_id}`"
+                f"exercise {exercise_id} is not finished: `{COMMAND} hint {exercise_id}`"
             )
 
 
@@ -243,11 +262,13 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastAPI:
     """The step's app, built by its `create_app(settings)`.
 
-    From the step that has `db.get_session` on, requests use the test's rolled-back session.
+    A test that also asks for `session` has the app's requests run in that session (the
+    step's `db.get_session` is overridden), so what they write is rolled back too. Other
+    tests get the app as it is, with its own engine and pool.
     """
     app: FastAPI = pkg.main.create_app(settings)
     get_session = getattr(getattr(pkg, "db", None), "get_session", None)
-    if get_session is not None:
+    if get_session is not None and "session" in request.fixturenames:
         test_session: AsyncSession = request.getfixturevalue("session")
 
         async def use_test_session() -> AsyncIterator[AsyncSession]:
@@ -260,7 +281,11 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastA
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client over the app, with its lifespan (start-up and shut-down) running."""
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    try:
+        async with serve(app) as client:
             yield client
+    finally:
+        # An unfinished lifespan may leave its engine open: close it here, so its connections
+        # cannot leak into the tests that follow (the exercise's own test still sees the leak).
+        if (engine := getattr(app.state, "engine", None)) is not None:
+            await engine.dispose()

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .course import Exercise, Step, WorkshopError
+from .course import COMMAND, Exercise, Step, WorkshopError
 
 START = re.compile(r"^(?P<indent>\s*)# EXERCISE (?P<id>\d\d\.\d+): (?P<instruction>.+?)\s*$")
 END = re.compile(r"^\s*# END EXERCISE\s*$")
@@ -34,9 +34,8 @@ class Marker:
 
 
 def default_stub(exercise_id: str) -> str:
-    return (
-        f'raise NotImplementedError("exercise {exercise_id} - run `workshop hint {exercise_id}`")'
-    )
+    hint = f"{COMMAND} hint {exercise_id}"
+    return f'raise NotImplementedError("exercise {exercise_id} is yours to do: `{hint}`")'
 
 
 def find_markers(text: str, path: Path) -> list[Marker]:
@@ -74,15 +73,19 @@ def render_starter(text: str, exercises: dict[str, Exercise], path: Path) -> str
         out.append(line)
     if open_block is not None:
         raise WorkshopError(f"{path}: exercise {open_block['id']} has no `# END EXERCISE`.")
-    # What was left out may leave blank lines behind: keep the file as a formatter would.
-    text = re.sub(r"\n{4,}", "\n\n\n", "".join(out))
-    return text.rstrip("\n") + "\n"
+    return tidy("".join(out))
 
 
-def solution_files(step: Step) -> list[Path]:
+def tidy(text: str) -> str:
+    """What was left out may leave blank lines behind: keep the text as a formatter would."""
+    return re.sub(r"\n{4,}", "\n\n\n", text).rstrip("\n") + "\n"
+
+
+def package_files(package_dir: Path) -> list[Path]:
+    """A step package's files (not caches), sorted."""
     return sorted(
         p
-        for p in step.solution_dir.rglob("*")
+        for p in package_dir.rglob("*")
         if p.is_file() and not SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc"
     )
 
@@ -91,42 +94,11 @@ def starter_files(step: Step) -> dict[Path, str]:
     """Every file the step's `app/` should hold, by path relative to it."""
     exercises = {e.id: e for e in step.exercises}
     files = {}
-    for path in solution_files(step):
+    for path in package_files(step.solution_dir):
         text = path.read_text(encoding="utf-8")
         relative = path.relative_to(step.solution_dir)
         files[relative] = render_starter(text, exercises, path) if path.suffix == ".py" else text
     return files
-
-
-def out_of_sync(step: Step) -> list[Path]:
-    """Files of `app/` that differ from what the generator makes (missing and extra included)."""
-    expected = starter_files(step)
-    actual = {
-        p.relative_to(step.app_dir)
-        for p in step.app_dir.rglob("*")
-        if p.is_file() and not SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc"
-    }
-    stale = [
-        rel
-        for rel, text in expected.items()
-        if not (step.app_dir / rel).is_file()
-        or (step.app_dir / rel).read_text(encoding="utf-8") != text
-    ]
-    return sorted(stale + [rel for rel in actual if rel not in expected])
-
-
-def sync(step: Step) -> list[Path]:
-    """Regenerate the step's `app/`; returns what changed."""
-    changed = out_of_sync(step)
-    expected = starter_files(step)
-    for rel in changed:
-        target = step.app_dir / rel
-        if rel in expected:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(expected[rel], encoding="utf-8")
-        else:
-            target.unlink()
-    return changed
 
 
 def markers(step: Step, *, solution: bool = False) -> list[Marker]:

@@ -55,7 +55,9 @@ async def test_health_answers_503_when_postgres_is_down(
         assert response.json() == {"status": "unavailable", "postgres": None}
         # The app stays up: the next request is answered too.
         assert (await client.get("/openapi.json")).status_code == 200
-    # Neither the body nor the log line gives away the address or the password.
+    # The reason is logged for the operator, as a warning...
+    assert [r.levelname for r in caplog.records if r.name.endswith("routes.health")] == ["WARNING"]
+    # ...but neither the body nor the log line gives away the address or the password.
     for text in (response.text, caplog.text):
         assert "s3cret-pw" not in text
         assert "127.0.0.1" not in text

@@ -93,5 +93,4 @@ def test_database_url_must_be_postgresql(pkg: ModuleType, url: str) -> None:
         pkg.config.Settings(database_url=url)
     message = str(caught.value)
     assert "database_url" in message
-    assert "postgresql" in message.lower()
     assert SECRET not in message  # the error names the field, never the URL

@@ -24,4 +24,4 @@ async def health(settings: SettingsDep, response: Response) -> Health:
     # asyncpg wants plain postgresql://; "+asyncpg" is only there for SQLAlchemy (step 02).
     dsn = settings.database_url.get_secret_value().replace("+asyncpg", "", 1)
     # EXERCISE 01.3: ask PostgreSQL its version; answer 503 with a generic body when it is down
-    raise NotImplementedError("exercise 01.3 - run `workshop hint 01.3`")
+    raise NotImplementedError("exercise 01.3 is yours to do: `uv run workshop hint 01.3`")

@@ -1,0 +1,126 @@
+"""Every generated file of the course: the starters, and each step's diff against the last.
+
+`workshop dev sync` writes them; a test fails when a committed one differs from what this
+module makes, so a maintainer changes a lesson in one place: the step's `solution/`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+from itertools import pairwise
+from pathlib import Path
+
+from .course import Course, Step
+from .starter import END, SNIPPET, START, package_files, starter_files, tidy
+
+DIFF_NAME = "changes.diff"
+
+
+def code_lines(path: Path) -> list[str]:
+    """A solution file's lines without the course's markers: only what the code says."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    code = [x for x in lines if not (SNIPPET.match(x) or START.match(x) or END.match(x))]
+    return tidy("".join(code)).splitlines(keepends=True)
+
+
+def step_diff(previous: Step, step: Step) -> str:
+    """What a step's solution changes in the previous step's, as a unified diff."""
+    names = sorted(
+        {p.relative_to(previous.solution_dir) for p in package_files(previous.solution_dir)}
+        | {p.relative_to(step.solution_dir) for p in package_files(step.solution_dir)}
+    )
+    chunks = []
+    for name in names:
+        chunks.extend(
+            difflib.unified_diff(
+                code_lines(previous.solution_dir / name),
+                code_lines(step.solution_dir / name),
+                fromfile=f"{previous.name}/{name.as_posix()}",
+                tofile=f"{step.name}/{name.as_posix()}",
+            )
+        )
+    return "".join(chunks)
+
+
+def expected_files(course: Course) -> dict[Path, str]:
+    """Every generated file, by absolute path, with the text it should have."""
+    files = {}
+    for step in course.steps:
+        files.update({step.app_dir / rel: text for rel, text in starter_files(step).items()})
+    for previous, step in pairwise(course.steps):
+        files[step.dir / DIFF_NAME] = step_diff(previous, step)
+    return files
+
+
+def committed_text(path: Path) -> str | None:
+    """The file as the repository's last commit has it (None: not committed, or no git)."""
+    try:
+        done = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:  # no git on this machine
+        return None
+    return done.stdout.decode("utf-8") if done.returncode == 0 else None
+
+
+def current_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def stale_files(course: Course) -> list[Path]:
+    """Generated files that are neither on disk nor in the last commit what they should be.
+
+    A learner's own work in `app/` does not make a starter stale: what counts is that the
+    starter the repository ships (its last commit, or the file on disk) is the generated one.
+    """
+    expected = expected_files(course)
+    stale = [
+        path
+        for path, text in expected.items()
+        if current_text(path) != text and committed_text(path) != text
+    ]
+    extra = [
+        path
+        for step in course.steps
+        for path in package_files(step.app_dir)
+        if path not in expected and committed_text(path) is not None
+    ]
+    return sorted(stale + extra)
+
+
+def learners_work(path: Path) -> bool:
+    """Whether a committed file holds changes someone made by hand since the last commit."""
+    committed = committed_text(path)
+    return committed is not None and current_text(path) not in (None, committed)
+
+
+def sync(course: Course, *, force: bool = False) -> tuple[list[Path], list[Path]]:
+    """Write every generated file that differs; returns (written, kept).
+
+    A file someone changed by hand since the last commit (a learner's exercise) is kept,
+    unless `force`: regenerating must never lose a learner's work by surprise.
+    """
+    written, kept = [], []
+    expected = expected_files(course)
+    for path in stale_files(course):
+        if path not in expected and not learners_work(path):
+            path.unlink()  # a starter file whose solution file is gone
+            written.append(path)
+    for path, text in expected.items():
+        if current_text(path) == text:
+            continue
+        if not force and committed_text(path) == text:
+            continue  # the committed starter is right; what differs is a learner's work
+        if learners_work(path) and not force:
+            kept.append(path)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written, kept

@@ -1,0 +1,1 @@
+"""Step 02: one engine, a real connection pool, and a lifespan that opens and closes it."""

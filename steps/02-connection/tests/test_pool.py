@@ -1,0 +1,220 @@
+"""Step 02 checks: one engine with a real pool, opened and closed with the app."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from workshop.testing import eventually, serve
+
+# The fixtures of conftest.py: an app with changed settings, and a connection counter.
+MakeApp = Callable[..., FastAPI]
+CountConnections = Callable[[str], Awaitable[int]]
+
+
+@pytest.mark.exercise("02.1")
+async def test_engine_is_built_from_the_settings(pkg: ModuleType, settings: Any) -> None:
+    custom = settings.model_copy(
+        update={"pool_size": 3, "pool_timeout": 4.5, "statement_timeout": 1.5, "app_name": "x1"}
+    )
+    engine: AsyncEngine = pkg.db.create_engine(custom)
+    try:
+        assert (engine.pool.size(), engine.pool.timeout()) == (3, 4.5)
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW statement_timeout")) == "1500ms"
+            assert await connection.scalar(text("SHOW application_name")) == "x1"
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.2")
+async def test_no_connection_outlives_the_app(
+    make_app: MakeApp, connections: CountConnections
+) -> None:
+    app = make_app()
+    name = app.state.settings.app_name
+    try:
+        async with serve(app):
+            engine: AsyncEngine = app.state.engine
+            async with engine.connect(), engine.connect():
+                pass  # two connections opened, now back in the pool, still open
+            assert await connections(name) == 2
+        # Shut-down is over: the server has no connection of the app's left.
+        assert await eventually(lambda: connections(name), lambda n: n == 0) == 0
+    finally:
+        await app.state.engine.dispose()
+
+
+@pytest.mark.exercise("02.2")
+async def test_objects_keep_their_values_after_commit(make_app: MakeApp) -> None:
+    app = make_app()
+    async with serve(app):
+        assert app.state.sessionmaker.kw["expire_on_commit"] is False
+
+
+@pytest.mark.exercise("02.3")
+async def test_health_answers_through_a_pooled_session(make_app: MakeApp) -> None:
+    app = make_app()
+    async with serve(app) as client:
+        response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+        assert app.state.engine.pool.checkedout() == 0  # the session gave its connection back
+
+
+@pytest.mark.exercise("02.3")
+async def test_the_session_is_closed_when_the_route_fails(
+    pkg: ModuleType, make_app: MakeApp
+) -> None:
+    app = make_app()
+    ran = []
+
+    @app.get("/test/fail")
+    async def fail(session: pkg.db.SessionDep) -> None:
+        await session.execute(text("SELECT 1"))
+        ran.append(True)
+        raise RuntimeError("a bug in the route")
+
+    async with serve(app, raise_app_exceptions=False) as client:
+        assert (await client.get("/test/fail")).status_code == 500
+        assert ran, "the route never got its session"
+        assert app.state.engine.pool.checkedout() == 0
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.3")
+async def test_fifty_concurrent_requests_stay_within_the_pool(
+    make_app: MakeApp, connections: CountConnections
+) -> None:
+    app = make_app(pool_size=3, max_overflow=2)
+    name = app.state.settings.app_name
+    seen: list[int] = []
+    async with serve(app) as client:
+
+        async def watch() -> None:
+            while True:
+                seen.append(await connections(name))
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            responses = await asyncio.gather(
+                *(client.get("/test/hold", params={"seconds": 0.05}) for _ in range(50))
+            )
+        finally:
+            watcher.cancel()
+    assert [r.status_code for r in responses] == [200] * 50
+    assert max(seen) <= 3 + 2
+    assert len({r.json()["pid"] for r in responses}) <= 3 + 2
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.3")
+async def test_a_full_pool_answers_503_after_pool_timeout(make_app: MakeApp) -> None:
+    app = make_app(pool_size=1, max_overflow=0, pool_timeout=0.5)
+    async with serve(app, raise_app_exceptions=False) as client:
+        busy = asyncio.create_task(client.get("/test/hold", params={"seconds": 1.5}))
+        await eventually(
+            lambda: asyncio.sleep(0, app.state.engine.pool.checkedout()), lambda n: n == 1
+        )
+        started = time.monotonic()
+        response = await client.get("/test/hold")
+        waited = time.monotonic() - started
+        assert (await busy).status_code == 200
+    assert response.status_code == 503
+    assert 0.4 < waited < 1.4  # about pool_timeout: no hang
+    assert response.headers["Retry-After"] == "1"
+    assert response.json() == {
+        "detail": "The database is not available right now. Try again shortly."
+    }
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.3")
+async def test_pre_ping_replaces_a_connection_the_server_ended(
+    make_app: MakeApp, engine: AsyncEngine
+) -> None:
+    app = make_app(pool_size=1, max_overflow=0)
+    async with serve(app) as client:
+        first = (await client.get("/test/hold")).json()["pid"]
+        async with engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        response = await client.get("/test/hold")
+        assert response.status_code == 200
+        assert response.json()["pid"] != first
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.3")
+async def test_statement_timeout_cancels_a_slow_query(make_app: MakeApp) -> None:
+    app = make_app(pool_size=1, max_overflow=0, statement_timeout=0.2)
+    async with serve(app, raise_app_exceptions=False) as client:
+        started = time.monotonic()
+        response = await client.get("/test/hold", params={"seconds": 3})
+        assert response.status_code == 503
+        assert time.monotonic() - started < 1.5
+        # The connection went back to the pool, healthy: the next request is served on it.
+        assert (await client.get("/test/hold")).status_code == 200
+        assert app.state.engine.pool.checkedout() == 0
+
+
+async def test_an_unreachable_database_is_a_503_not_a_500(pkg: ModuleType, settings: Any) -> None:
+    down = settings.model_copy(
+        update={"database_url": pkg.config.Settings(database_url=CLOSED_PORT_URL).database_url}
+    )
+    app = pkg.main.create_app(down)
+
+    @app.get("/test/engine")
+    async def use_engine(engine: pkg.db.EngineDep) -> None:
+        async with engine.connect():
+            pass
+
+    async with serve(app, raise_app_exceptions=False) as client:
+        response = await client.get("/test/engine")
+        assert response.status_code == 503
+        assert "127.0.0.1" not in response.text and "s3cret" not in response.text
+        assert (await client.get("/openapi.json")).status_code == 200  # the app stays up
+
+
+CLOSED_PORT_URL = "postgresql+asyncpg://app:s3cret@127.0.0.1:1/workshop"
+
+
+@pytest.mark.exercise("02.1")
+@pytest.mark.exercise("02.4")
+async def test_health_db_reports_the_pools_figures(make_app: MakeApp) -> None:
+    app = make_app(pool_size=3, max_overflow=2)
+    async with serve(app) as client, AsyncExitStack() as held:
+        engine: AsyncEngine = app.state.engine
+        for _ in range(4):  # the pool's 3, and 1 in overflow
+            await held.enter_async_context(engine.connect())
+        response = await client.get("/health/db")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["postgres"]
+    # /health/db itself borrowed a fifth connection (overflow 2) and gave it back.
+    assert body["pool"] == {"size": 3, "checked_out": 4, "overflow": 2, "checked_in": 1}
+
+
+@pytest.mark.exercise("02.4")
+async def test_health_db_answers_503_when_the_database_is_down(
+    pkg: ModuleType, settings: Any
+) -> None:
+    down = settings.model_copy(
+        update={"database_url": pkg.config.Settings(database_url=CLOSED_PORT_URL).database_url}
+    )
+    app = pkg.main.create_app(down)
+    async with serve(app) as client:
+        response = await client.get("/health/db")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable" and body["postgres"] is None
+        assert body["pool"]["checked_out"] == 0
+        assert (await client.get("/openapi.json")).status_code == 200
