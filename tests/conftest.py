@@ -36,13 +36,11 @@ def solution_reports(course: Course) -> dict[Step, StepReport]:
 
 
 @pytest.fixture(scope="session")
-def starter_reports(
-    course: Course, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> dict[Step, StepReport]:
-    """Every step's checks on its generated starter, all steps in one pytest process.
+def starter_course(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Course:
+    """A copy of the course whose `app/` folders are freshly generated starters.
 
-    They run in a copy of the course whose `app/` folders are freshly generated, so a
-    learner's own work in `app/` cannot change this result.
+    The repository's tests check the starters there, so a learner's own work in `app/`
+    cannot change their result.
     """
     copy = tmp_path_factory.mktemp("course")
     shutil.copy(course.root / "pyproject.toml", copy)
@@ -53,10 +51,23 @@ def starter_reports(
         target = copy / path.relative_to(course.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    copied = Course(copy).steps
-    env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
-    reports = run_steps(copied, solution=False, env=env)
-    return {step: reports[twin] for step, twin in zip(course.steps, copied, strict=True)}
+    return Course(copy)
+
+
+@pytest.fixture(scope="session")
+def server_env(server: Server) -> dict[str, str]:
+    """The environment of a subprocess that must use this session's server."""
+    return {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
+
+
+@pytest.fixture(scope="session")
+def starter_reports(
+    course: Course, starter_course: Course, server_env: dict[str, str]
+) -> dict[Step, StepReport]:
+    """Every step's checks on its generated starter, all steps in one pytest process."""
+    reports = run_steps(starter_course.steps, solution=False, env=server_env)
+    twins = zip(course.steps, starter_course.steps, strict=True)
+    return {step: reports[twin] for step, twin in twins}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -28,8 +28,8 @@ def in_the_repository(course: Course, monkeypatch: pytest.MonkeyPatch) -> None:
         (["hint", "99.9"], "There is no exercise 99.9: there is no step 99."),
         (["hint", "01.9"], "There is no exercise 01.9: step 01's exercises are 01.1, 01.2, 01.3."),
         (["hint", "one"], "'one' is not an exercise id: they look like 01.2 (step, exercise)."),
-        (["check", "07"], "There is no step 07: the steps are 01."),
-        (["run", "07"], "There is no step 07: the steps are 01."),
+        (["check", "07"], "There is no step 07: the steps are 01, 02."),
+        (["run", "07"], "There is no step 07: the steps are 01, 02."),
     ],
 )
 def test_unknown_names_get_one_sentence_and_exit_code_2(command: list[str], sentence: str) -> None:
@@ -54,8 +54,11 @@ def test_hint_prints_every_hint(course: Course) -> None:
     assert "docs/steps/01-setup.md#exercise-01.2" in result.output
 
 
-def test_check_on_the_untouched_starter_names_the_first_exercise(course: Course) -> None:
-    result = CliRunner().invoke(app, ["check", "01"], env={"COLUMNS": "300"})
+def test_check_on_the_untouched_starter_names_the_first_exercise(
+    course: Course, starter_course: Course, server_env: dict[str, str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(starter_course.root)
+    result = CliRunner().invoke(app, ["check", "01"], env=server_env)
     assert result.exit_code == 1
     first = course.step("01").exercises[0]
     assert f"Next: exercise {first.id}: {first.title}" in result.output

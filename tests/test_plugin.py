@@ -90,7 +90,13 @@ async def test_the_next_test_starts_clean(session):
 
 @pytest.mark.exercise("01.1")
 def test_unfinished_exercise(pkg):
-    assert pkg.WHO == "finished"
+    assert pkg.who() == "finished"
+"""
+
+STUB = """
+
+def who():
+    raise NotImplementedError("exercise 01.1 is yours to do: `uv run workshop hint 01.1`")
 """
 
 STEP_TWO_TESTS = """
@@ -106,7 +112,7 @@ def make_course(pytester: pytest.Pytester) -> None:
         (step / "app").mkdir(parents=True)
         (step / "tests").mkdir()
         (step / "exercises.toml").write_text(EXERCISES.format(n=number))
-        (step / "app" / "__init__.py").write_text(f'WHO = "{number}"\n')
+        (step / "app" / "__init__.py").write_text(f'WHO = "{number}"\n' + STUB)
         (step / "app" / "config.py").write_text(CONFIG)
         (step / "app" / "main.py").write_text(MAIN)
         (step / "app" / "db.py").write_text(DB)
@@ -130,9 +136,13 @@ def test_one_process_tests_each_steps_own_package_on_a_throwaway_database(
     monkeypatch.setenv("DATABASE_URL", server.url.render_as_string(hide_password=False))
     result = pytester.runpytest_subprocess("steps")
     result.assert_outcomes(passed=4, failed=1)
-    # The unfinished exercise's failure says which exercise it is and what to run next.
+    # The unfinished exercise's failure says where its stub is, in one line, which exercise
+    # it is, and what to run next.
     result.stdout.fnmatch_lines(
-        ["*Exercise 01.1 (Say who you are) is not finished yet: run `workshop hint 01.1`.*"]
+        [
+            "steps/01-one/app/__init__.py:5: exercise 01.1 is yours to do: *",
+            "*Exercise 01.1 (Say who you are) is not finished yet: *`uv run workshop hint 01.1`*",
+        ]
     )
     # The test session's database is gone once the session is over.
     name = (pytester.path / "database.txt").read_text()

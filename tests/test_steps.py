@@ -55,10 +55,10 @@ def test_generated_files_are_in_sync(course: Course) -> None:
     assert not stale, f"run `workshop dev sync`: {[str(p) for p in stale]} differ"
 
 
-def test_starter_names_each_exercise_and_its_hint(a_step: Step) -> None:
-    starter_markers = {m.exercise_id for m in starter.markers(a_step)}
-    assert starter_markers == {e.id for e in a_step.exercises}
+def test_starter_names_each_exercise_and_its_hint(a_step: Step, starter_course: Course) -> None:
+    twin = starter_course.step(a_step.number)
+    assert {m.exercise_id for m in starter.markers(twin)} == {e.id for e in a_step.exercises}
+    code = "".join(p.read_text() for p in twin.app_dir.rglob("*.py"))
     for exercise in a_step.exercises:
         if exercise.stub is None:
-            stub = starter.default_stub(exercise.id)
-            assert stub in "".join(p.read_text() for p in a_step.app_dir.rglob("*.py"))
+            assert starter.default_stub(exercise.id) in code

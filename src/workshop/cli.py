@@ -133,7 +133,7 @@ def check(step: StepArg, solution: SolutionOpt = False) -> None:
             console.print(
                 f"  {relative(where.path, course.root)}:{where.line}  {where.instruction}"
             )
-        console.print(f"  Hint: {exercise.hints[0]}")
+        console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True)
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
         console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
     raise typer.Exit(1)
