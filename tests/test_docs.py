@@ -66,14 +66,3 @@ def test_docs_never_own_python_code(course: Course) -> None:
             lines = [line.strip() for line in block.splitlines() if line.strip()]
             pasted = [line for line in lines if not line.startswith("--8<--")]
             assert not pasted, f"{page.relative_to(course.root)} pastes code: {pasted[:2]}"
-
-
-def test_the_pages_hints_are_the_toolkits(a_step: Step) -> None:
-    """`workshop hint` and the page give the same hints: exercises.toml is their one source."""
-    page = a_step.docs_page.read_text(encoding="utf-8")
-    for exercise in a_step.exercises:
-        section = page[page.index(f"{{ #{exercise.anchor} }}") :]
-        block = section[section.index('??? tip "Hints"\n') :].split("\n\n", 1)[0]
-        shown = " ".join(block.split()[3:])  # after `??? tip "Hints"`
-        expected = " ".join(f"{n}. {hint}" for n, hint in enumerate(exercise.hints, start=1))
-        assert shown == " ".join(expected.split()), f"the page's hints of {exercise.id} differ"

@@ -28,6 +28,10 @@ def test_starter_fails_exactly_its_exercises(
         t.nodeid for t in report.tests if not t.exercises and t.outcome != "passed"
     ]
     assert not passing_exercise_tests, "these exercise tests do not fail on the starter"
+    # Each exercise has a failure of its own: `workshop check` can say it is to do.
+    assert {t.blame for t in report.tests if t.outcome == "failed"} == {
+        e.id for e in a_step.exercises
+    }
     assert not failing_other_tests, f"the starter breaks more than its exercises:\n{report.output}"
     # The starter imports and starts: something beyond the exercises was tested, and passed.
     assert any(not t.exercises for t in report.tests)

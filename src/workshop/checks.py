@@ -20,6 +20,7 @@ class TestOutcome:
     nodeid: str
     outcome: str  # passed, failed or skipped
     exercises: tuple[str, ...]
+    blame: str | None  # the exercise a failure is due to (see the pytest plugin)
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ class StepReport:
         return [t for t in self.tests if exercise.id in t.exercises]
 
     def done(self, exercise: Exercise) -> bool:
+        """Its tests ran, and none failed because of it (a later exercise may still be due)."""
         tests = self.tests_of(exercise)
-        return bool(tests) and all(t.outcome == "passed" for t in tests)
+        return bool(tests) and not any(t.blame == exercise.id for t in tests)
 
     @property
     def unfinished(self) -> list[Exercise]:
@@ -87,7 +89,7 @@ def run_steps(
     for step in steps:
         prefix = f"{step.dir.relative_to(root).as_posix()}/"
         tests = [
-            TestOutcome(nodeid, entry["outcome"], tuple(entry["exercises"]))
+            TestOutcome(nodeid, entry["outcome"], tuple(entry["exercises"]), entry["blame"])
             for nodeid, entry in data.items()
             if nodeid.startswith(prefix)
         ]

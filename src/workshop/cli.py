@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from alembic.util import CommandError
 from rich.console import Console
 from rich.table import Table
 
 from . import database, generate, starter
 from .checks import run_checks
 from .course import COMMAND, Course, WorkshopError
+from .migrations import Migrations, has_migrations
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -83,8 +85,11 @@ def run(
                 f"--port {port + 1}`."
             )
     url = database.workshop_database_url(course.root)
+    url_text = url.render_as_string(hide_password=False)
+    if has_migrations(chosen):
+        migrate(Migrations(chosen, solution), url_text)
     # The app's Settings read DATABASE_URL; the reloader's worker process inherits it.
-    os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    os.environ["DATABASE_URL"] = url_text
     package = "solution" if solution else "app"
     console.print(
         f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at {database.describe(url)}\n"
@@ -98,6 +103,18 @@ def run(
         reload=reload,
         reload_dirs=[str(chosen.package_dir(solution=solution))] if reload else None,
     )
+
+
+def migrate(migrations: Migrations, url: str) -> None:
+    """Bring the workshop's database to the step's latest revision."""
+    try:
+        database.run_sync(migrations.upgrade(url))
+    except CommandError as exc:  # a revision this step does not know: a later step's
+        raise WorkshopError(
+            f"The workshop's database has a schema this step does not know ({exc}): start it "
+            f"afresh with `{COMMAND} db reset`."
+        ) from exc
+    console.print(f"Migrated the database to step {migrations.step.number}'s latest revision.")
 
 
 @command(app)
@@ -203,6 +220,24 @@ def db_status() -> None:
     console.print(
         f"Embedded PostgreSQL {version} is running (data: {relative(embedded.pgdata, root)})."
     )
+
+
+@command(db_app, "reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
+) -> None:
+    """Drop the workshop's database on the embedded server and make it afresh (data is lost)."""
+    root = Course().root
+    if database.ToolkitSettings.load(root).database_url:
+        raise WorkshopError(
+            "DATABASE_URL points at a server of your own: the workshop leaves its data alone."
+        )
+    if not yes:
+        typer.confirm("Drop every table and row of the workshop's database?", abort=True)
+    server = database.resolve_server(root)
+    database.run_sync(database.drop_database(server.url, database.WORKSHOP_DATABASE))
+    database.workshop_database_url(root)
+    console.print("The workshop's database is empty again; `workshop run NN` migrates it.")
 
 
 @command(db_app, "psql")

@@ -1,4 +1,5 @@
-"""Every generated file of the course: the starters, and each step's diff against the last.
+"""Every generated file of the course: the starters, each step's diff against the last, and
+the hints blocks of the docs pages (from exercises.toml).
 
 `workshop dev sync` writes them; a test fails when a committed one differs from what this
 module makes, so a maintainer changes a lesson in one place: the step's `solution/`.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+import textwrap
 from itertools import pairwise
 from pathlib import Path
 
-from .course import Course, Step
+from .course import Course, Step, WorkshopError
 from .starter import END, SNIPPET, START, package_files, starter_files, tidy
 
 DIFF_NAME = "changes.diff"
@@ -45,11 +47,44 @@ def step_diff(previous: Step, step: Step) -> str:
     return "".join(chunks)
 
 
+HINTS = '??? tip "Hints"\n'
+
+
+def docs_with_hints(step: Step) -> str:
+    """The step's docs page with each exercise's hints block written from exercises.toml."""
+    page = step.docs_page.read_text(encoding="utf-8")
+    for exercise in step.exercises:
+        heading = page.find(f"{{ #{exercise.anchor} }}")
+        start = page.find(HINTS, heading)
+        if heading < 0 or start < 0:
+            raise WorkshopError(
+                f"{step.docs_page.name} needs a section {{ #{exercise.anchor} }} with a "
+                f"{HINTS.strip()} block."
+            )
+        end = page.find("\n\n", start)
+        hints = "".join(
+            textwrap.fill(
+                hint,
+                width=96,
+                initial_indent=f"    {number}. ",
+                subsequent_indent="       ",
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+            + "\n"
+            for number, hint in enumerate(exercise.hints, start=1)
+        )
+        page = page[:start] + HINTS + hints.rstrip("\n") + page[end:]
+    return page
+
+
 def expected_files(course: Course) -> dict[Path, str]:
     """Every generated file, by absolute path, with the text it should have."""
     files = {}
     for step in course.steps:
         files.update({step.app_dir / rel: text for rel, text in starter_files(step).items()})
+        if step.docs_page.is_file():
+            files[step.docs_page] = docs_with_hints(step)
     for previous, step in pairwise(course.steps):
         files[step.dir / DIFF_NAME] = step_diff(previous, step)
     return files
@@ -108,6 +143,7 @@ def sync(course: Course, *, force: bool = False) -> tuple[list[Path], list[Path]
     """
     written, kept = [], []
     expected = expected_files(course)
+    starters = [step.app_dir for step in course.steps]
     for path in stale_files(course):
         if path not in expected and not learners_work(path):
             path.unlink()  # a starter file whose solution file is gone
@@ -117,7 +153,8 @@ def sync(course: Course, *, force: bool = False) -> tuple[list[Path], list[Path]
             continue
         if not force and committed_text(path) == text:
             continue  # the committed starter is right; what differs is a learner's work
-        if learners_work(path) and not force:
+        # Only a starter can hold a learner's work; docs pages are the maintainers'.
+        if learners_work(path) and not force and any(path.is_relative_to(d) for d in starters):
             kept.append(path)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)

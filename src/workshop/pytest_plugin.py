@@ -31,12 +31,13 @@ from .database import (
     test_database_name,
 )
 from .loader import load_package
+from .migrations import Migrations, has_migrations
 from .testing import serve
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-STUB_MESSAGE = re.compile(r"exercise \d\d\.\d+ is yours to do")
+STUB_MESSAGE = re.compile(r"exercise (?P<id>\d\d\.\d+) is yours to do")
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
 
@@ -56,7 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_KEY] = {}
     # Read DATABASE_URL now: each test's clean environment no longer has it.
     config.stash[DATABASES_KEY] = TestDatabases(
-        config.rootpath, ToolkitSettings.load(config.rootpath)
+        config.rootpath,
+        ToolkitSettings.load(config.rootpath),
+        solution=config.getoption("solution"),
     )
 
 
@@ -66,6 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: min(exercise_ids(item), default=""))
     for item in items:
         for exercise_id in exercise_ids(item):
+            # `pytest -k ex02_1` selects exercise 02.1's tests.
+            item.extra_keyword_matches.add(f"ex{exercise_id.replace('.', '_')}")
             step = step_of(item.path)
             if step is None or exercise_id not in {e.id for e in step.exercises}:
                 raise pytest.UsageError(
@@ -81,51 +86,53 @@ def exercise_ids(item: pytest.Item) -> list[str]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
     report: pytest.TestReport = yield
+    exercises = exercise_ids(item)
     entry = item.config.stash[REPORT_KEY].setdefault(
-        report.nodeid, {"outcome": "passed", "exercises": exercise_ids(item)}
+        report.nodeid, {"outcome": "passed", "exercises": exercises, "blame": None}
     )
-    if report.failed:
-        entry["outcome"] = "failed"
-    elif report.skipped and entry["outcome"] == "passed":
+    if report.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
+    if not report.failed:
+        return report
+    entry["outcome"] = "failed"
+    stub = stub_reached(call.excinfo)
+    # The exercise this failure is due to: the one whose stub it reached, else the last of
+    # its exercises (a test of several checks the last one, which needs the earlier ones).
+    entry["blame"] = entry["blame"] or stub or max(exercises, default=None)
     step = step_of(item.path)
-    if report.failed and call.excinfo is not None and not item.config.getoption("solution"):
-        shorten_stub_failure(report, call.excinfo, item.config.rootpath)
-    if report.failed and step and entry["exercises"] and not item.config.getoption("solution"):
-        for exercise_id in entry["exercises"]:
-            title = step.exercise(exercise_id).title
-            report.sections.append(
-                (
-                    "workshop",
-                    f"Exercise {exercise_id} ({title}) is not finished yet: "
-                    f"run `{COMMAND} hint {exercise_id}`.",
-                )
+    if item.config.getoption("solution") or step is None:
+        return report
+    if stub is not None and call.excinfo is not None:
+        # The stub was reached: say where it is in one line, not in fifty frames.
+        where = call.excinfo.traceback[-1]
+        path, root = Path(where.path), item.config.rootpath
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        report.longrepr = f"{shown}:{where.lineno + 1}: {call.excinfo.value}"
+    if entry["blame"] is not None:
+        exercise = step.exercise(entry["blame"])
+        report.sections.append(
+            (
+                "workshop",
+                f"Exercise {exercise.id} ({exercise.title}) is not finished yet: "
+                f"run `{COMMAND} hint {exercise.id}`.",
             )
+        )
     return report
 
 
-def shorten_stub_failure(
-    report: pytest.TestReport, excinfo: pytest.ExceptionInfo[Any], root: Path
-) -> None:
-    """An exercise's stub was reached: say where it is in one line, not in fifty frames."""
-    if not excinfo.errisinstance(NotImplementedError) or not STUB_MESSAGE.match(str(excinfo.value)):
-        return
-    where = excinfo.traceback[-1]
-    path = Path(where.path)
-    shown = path.relative_to(root) if path.is_relative_to(root) else path
-    report.longrepr = f"{shown}:{where.lineno + 1}: {excinfo.value}"
+def stub_reached(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
+    """The exercise whose starter stub raised this failure, if it was one."""
+    if excinfo is None or not excinfo.errisinstance(NotImplementedError):
+        return None
+    found = STUB_MESSAGE.match(str(excinfo.value))
+    return found["id"] if found else None
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if config.getoption("solution"):
         return
     unfinished = sorted(
-        {
-            exercise_id
-            for entry in config.stash[REPORT_KEY].values()
-            if entry["outcome"] == "failed"
-            for exercise_id in entry["exercises"]
-        }
+        {entry["blame"] for entry in config.stash[REPORT_KEY].values() if entry["blame"]}
     )
     if unfinished:
         terminalreporter.section("workshop")
@@ -144,13 +151,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 class TestDatabases:
-    """One throwaway database per step per test session, dropped at the end."""
+    """One throwaway database per step per test session, migrated, dropped at the end."""
 
     __test__ = False  # not a test class, whatever its name says
 
-    def __init__(self, root: Path, settings: ToolkitSettings) -> None:
+    def __init__(self, root: Path, settings: ToolkitSettings, *, solution: bool) -> None:
         self.root = root
         self.settings = settings
+        self.solution = solution
         self.server: Server | None = None
         self.names: dict[Path, str] = {}
 
@@ -166,7 +174,21 @@ class TestDatabases:
             name = test_database_name(step.number)
             run_sync(create_database(self.server.url, name))
             self.names[step.dir] = name
-        return self.server.database_url(self.names[step.dir]).render_as_string(hide_password=False)
+            if has_migrations(step):
+                run_sync(Migrations(step, self.solution).upgrade(self.url(name)))
+        return self.url(self.names[step.dir])
+
+    def new_database(self, label: str) -> str:
+        """Another throwaway database, empty; dropped at the end like the others."""
+        assert self.server is not None
+        name = test_database_name(label)
+        run_sync(create_database(self.server.url, name))
+        self.names[self.root / name] = name
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        assert self.server is not None
+        return self.server.database_url(name).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         if self.server is not None:
@@ -219,6 +241,18 @@ def database_url(step: Step, workshop_databases: TestDatabases) -> str:
         return workshop_databases.url_for(step)
     except DatabaseUnavailable as exc:  # pragma: no cover - the server went away mid-session
         pytest.exit(str(exc), returncode=1)
+
+
+@pytest.fixture
+def empty_database_url(step: Step, database_url: str, workshop_databases: TestDatabases) -> str:
+    """A database of this test's own, empty: for what must start from nothing (migrations)."""
+    return workshop_databases.new_database(f"{step.number}_empty")
+
+
+@pytest.fixture
+def migrations(step: Step, request: pytest.FixtureRequest) -> Migrations:
+    """The migrations of the package under test (`app/`, or `solution/` with --solution)."""
+    return Migrations(step, request.config.getoption("solution"))
 
 
 @pytest.fixture

@@ -1,0 +1,78 @@
+"""Run a step's Alembic migrations on a database, from the toolkit and the tests.
+
+The step's own `migrations/env.py` runs them, on a connection handed to it, with the models'
+metadata of the package under test (loaded under its own name: see loader.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from .course import Step
+from .loader import load_package
+
+
+def has_migrations(step: Step) -> bool:
+    return (step.dir / "alembic.ini").is_file()
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """The migrations of a step's `app/` (or `solution/`)."""
+
+    step: Step
+    solution: bool
+
+    def config(self) -> Config:
+        config = Config(self.step.dir / "alembic.ini")
+        package_dir = self.step.package_dir(solution=self.solution)
+        config.set_main_option("script_location", str(package_dir / "migrations"))
+        # Leave the caller's logging alone (fileConfig would silence pytest's capture).
+        config.attributes["configure_logger"] = False
+        package = load_package(self.step, solution=self.solution)
+        config.attributes["target_metadata"] = package.models.Base.metadata
+        return config
+
+    async def _run(self, url: str, work: Any) -> Any:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    async def upgrade(self, url: str, revision: str = "head") -> None:
+        config = self.config()
+
+        def upgrade(connection: Connection) -> None:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+        await self._run(url, upgrade)
+
+    async def downgrade(self, url: str, revision: str = "base") -> None:
+        config = self.config()
+
+        def downgrade(connection: Connection) -> None:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+
+        await self._run(url, downgrade)
+
+    async def differences(self, url: str) -> list[Any]:
+        """What autogenerate would change in the database to match the models ([]: nothing)."""
+        metadata = self.config().attributes["target_metadata"]
+
+        def compare(connection: Connection) -> list[Any]:
+            return compare_metadata(MigrationContext.configure(connection), metadata)
+
+        return await self._run(url, compare)
