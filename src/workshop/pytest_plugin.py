@@ -306,7 +306,12 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastA
         test_session: AsyncSession = request.getfixturevalue("session")
 
         async def use_test_session() -> AsyncIterator[AsyncSession]:
-            yield test_session
+            try:
+                yield test_session
+            except Exception:
+                # What closing the request's own session would do: drop its failed work.
+                await test_session.rollback()
+                raise
 
         app.dependency_overrides[get_session] = use_test_session
     return app

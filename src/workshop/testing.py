@@ -11,6 +11,7 @@ from typing import TypeVar
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.engine import URL
 
 T = TypeVar("T")
 
@@ -42,3 +43,60 @@ async def eventually(
     while not until(result := await check()) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     return result
+
+
+class TcpProxy:
+    """A hop between an app and PostgreSQL that a test can cut and restore, like a network.
+
+    The app connects to 127.0.0.1:<port>; the proxy forwards to the real server (over TCP, or
+    the embedded server's Unix socket). `stop()` drops every connection and refuses new ones,
+    as a server that went down; `start()` brings it back on the same port.
+    """
+
+    def __init__(self, target: URL) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """The target's URL, pointed at the proxy."""
+        url = self.target.set(host="127.0.0.1", port=self.port)
+        url = url.difference_update_query(["host"])
+        return url.render_as_string(hide_password=False)
+
+    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if socket_dir := self.target.query.get("host"):
+            socket_path = f"{socket_dir}/.s.PGSQL.{self.target.port or 5432}"
+            return await asyncio.open_unix_connection(socket_path)
+        return await asyncio.open_connection(self.target.host, self.target.port or 5432)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self._open_target()
+        self._writers |= {writer, upstream_writer}
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await self._server.wait_closed()

@@ -1,0 +1,76 @@
+"""The API's side: what clients send and receive, validated before it reaches the database."""
+
+import math
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+
+def storable(value: Any) -> Any:
+    """Refuse what PostgreSQL would refuse, so it never gets that far.
+
+    Its text cannot hold the NUL character, nor half a UTF-16 surrogate pair; JSONB has no
+    NaN or infinity. Checked through nested lists and objects.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
+
+# EXERCISE 03.3: constrain Name and Price exactly as their columns are
+Name = str
+Price = Decimal
+
+
+class ItemBase(BaseModel):
+    """The fields a client may set, shared by creating and reading an item."""
+
+    # Unknown fields are refused with a 422, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Text | None = None
+    price: Price
+    attributes: JSONObject = Field(default_factory=dict)
+
+
+class ItemCreate(ItemBase):
+    """POST /items: every field of the base, name and price required."""
+
+
+class ItemUpdate(BaseModel):
+    """PATCH /items/{id}: any subset of the fields; only the ones sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Text | None = None
+    price: Price | None = None
+    attributes: JSONObject | None = None
+
+
+class ItemPublic(ItemBase):
+    """What the API shows of an item: the fields declared here, never more."""
+
+    # EXERCISE 03.4: read from the ORM object, and add the fields the server sets
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    limit: int
+    offset: int

@@ -1,0 +1,62 @@
+"""When the database cannot serve a request, the client gets a 503 or 504 and a generic body."""
+
+import logging
+import traceback
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL's error codes that mean "not now", not "wrong request": a server shutting
+# down, too many connections.
+UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# A statement cancelled by statement_timeout: the database is up, the query too slow.
+QUERY_CANCELED = "57014"
+
+# What "the database does not answer" looks like from the app: a refused or timed-out
+# connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
+# a connection that broke (exc.InterfaceError, exc.OperationalError).
+DATABASE_DOWN = (OSError, TimeoutError, exc.TimeoutError, exc.InterfaceError, exc.OperationalError)
+
+
+def from_the_database(error: BaseException) -> bool:
+    """Whether an error came from talking to PostgreSQL: an OSError may come from a file."""
+    if isinstance(error, exc.SQLAlchemyError):
+        return True
+    frames = traceback.walk_tb(error.__traceback__)
+    return any(f.f_globals.get("__name__", "").startswith("asyncpg") for f, _ in frames)
+
+
+def sqlstate(error: Exception) -> str | None:
+    """PostgreSQL's code for the error (for example 57014), when it sent one."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None)
+
+
+# --8<-- [start:handler]
+async def database_error(request: Request, error: Exception) -> JSONResponse:
+    if sqlstate(error) == QUERY_CANCELED:
+        # Retrying would only be as slow: a 504, and no Retry-After.
+        logger.warning("statement timeout on %s", request.url.path)
+        return JSONResponse({"detail": "The database took too long to answer."}, status_code=504)
+    down = isinstance(error, DATABASE_DOWN) or sqlstate(error) in UNAVAILABLE_SQLSTATES
+    if not (down and from_the_database(error)):
+        # A bug of ours: log it whole, tell the client nothing about it.
+        logger.exception("unexpected database error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "Internal server error."}, status_code=500)
+    # Say that it failed and when to retry; the reason goes to the log only.
+    logger.warning("database unavailable on %s: %s", request.url.path, type(error).__name__)
+    return JSONResponse(
+        {"detail": "The database is not available right now. Try again shortly."},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    for error in (*DATABASE_DOWN, exc.DBAPIError):
+        app.add_exception_handler(error, database_error)
+
+
+# --8<-- [end:handler]

@@ -1,0 +1,69 @@
+"""Step 03 checks: the read routes show items through ItemPublic, and only its fields."""
+
+from decimal import Decimal
+from types import ModuleType
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+PUBLIC_FIELDS = {"id", "name", "description", "price", "attributes", "created_at", "updated_at"}
+
+
+async def add_item(pkg: ModuleType, session: AsyncSession, **fields: object) -> object:
+    item = pkg.models.Item(**{"name": "Lamp", "price": Decimal("12.50"), **fields})
+    session.add(item)
+    await session.commit()  # a savepoint: the test's transaction still rolls it back
+    await session.refresh(item)
+    return item
+
+
+@pytest.mark.exercise("03.2")
+@pytest.mark.exercise("03.4")
+async def test_get_item_shows_it_in_json(
+    pkg: ModuleType, session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    item = await add_item(pkg, session, attributes={"color": "red"})
+    response = await client.get(f"/items/{item.id}")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == PUBLIC_FIELDS
+    # Decimal travels as a string: JSON numbers are floats to most clients.
+    assert (body["name"], body["price"], body["attributes"]) == ("Lamp", "12.50", {"color": "red"})
+    assert body["created_at"].endswith(("Z", "+00:00"))  # with its time zone
+
+
+@pytest.mark.exercise("03.2")
+@pytest.mark.exercise("03.4")
+async def test_item_public_shows_nothing_the_model_adds(
+    pkg: ModuleType, session: AsyncSession
+) -> None:
+    item = await add_item(pkg, session)
+    # Something the model knows and the API must not show, such as an internal note.
+    item.internal_note = "supplier pays 3.10"
+    shown = pkg.schemas.ItemPublic.model_validate(item)
+    assert set(shown.model_dump()) == PUBLIC_FIELDS
+    assert "supplier" not in shown.model_dump_json()
+
+
+@pytest.mark.exercise("03.2")
+@pytest.mark.exercise("03.4")
+async def test_list_items_in_id_order(
+    pkg: ModuleType, session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    ids = [(await add_item(pkg, session, name=f"Item {n}")).id for n in range(3)]
+    page = (await client.get("/items", params={"limit": 2})).json()
+    assert [i["id"] for i in page["items"]] == ids[:2]
+    page = (await client.get("/items", params={"limit": 2, "offset": 2})).json()
+    assert [i["id"] for i in page["items"]] == ids[2:]
+
+
+async def test_a_missing_item_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/987654")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Item not found."}
+
+
+@pytest.mark.parametrize("limit", [0, 101, "many"])
+async def test_limit_outside_1_to_100_is_422(client: httpx.AsyncClient, limit: object) -> None:
+    assert (await client.get("/items", params={"limit": limit})).status_code == 422
