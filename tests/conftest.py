@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,6 @@ def course() -> Course:
 def server(course: Course) -> Server:
     """The server this test session runs on (DATABASE_URL or the embedded one)."""
     return resolve_server(course.root)
-
-
-@pytest.fixture(scope="session")
-def solution_reports(course: Course) -> dict[Step, StepReport]:
-    """Every step's checks on its solution, all steps in one pytest process."""
-    return run_steps(course.steps, solution=True)
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +55,31 @@ def server_env(server: Server) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
 
 
+Reports = dict[Step, StepReport]
+
+
 @pytest.fixture(scope="session")
-def starter_reports(
+def reports(
     course: Course, starter_course: Course, server_env: dict[str, str]
-) -> dict[Step, StepReport]:
-    """Every step's checks on its generated starter, all steps in one pytest process."""
-    reports = run_steps(starter_course.steps, solution=False, env=server_env)
-    twins = zip(course.steps, starter_course.steps, strict=True)
-    return {step: reports[twin] for step, twin in twins}
+) -> tuple[Reports, Reports]:
+    """Every step's checks on its solution and on its generated starter: two pytest
+    processes (all steps in each, as `pytest steps/` runs them), side by side."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        solutions = pool.submit(run_steps, course.steps, solution=True, env=server_env)
+        starters = pool.submit(run_steps, starter_course.steps, solution=False, env=server_env)
+        twins = zip(course.steps, starter_course.steps, strict=True)
+        by_twin = starters.result()
+        return solutions.result(), {step: by_twin[twin] for step, twin in twins}
+
+
+@pytest.fixture(scope="session")
+def solution_reports(reports: tuple[Reports, Reports]) -> Reports:
+    return reports[0]
+
+
+@pytest.fixture(scope="session")
+def starter_reports(reports: tuple[Reports, Reports]) -> Reports:
+    return reports[1]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -34,9 +34,12 @@ class StepReport:
         return [t for t in self.tests if exercise.id in t.exercises]
 
     def done(self, exercise: Exercise) -> bool:
-        """Its tests ran, and none failed because of it (a later exercise may still be due)."""
+        """None of its tests failed because of it, and one at least passed (its others may
+        still wait for a later exercise)."""
         tests = self.tests_of(exercise)
-        return bool(tests) and not any(t.blame == exercise.id for t in tests)
+        return any(t.outcome == "passed" for t in tests) and not any(
+            t.blame == exercise.id for t in tests
+        )
 
     @property
     def unfinished(self) -> list[Exercise]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -87,9 +88,12 @@ def run(
     url = database.workshop_database_url(course.root)
     url_text = url.render_as_string(hide_password=False)
     if has_migrations(chosen):
-        migrate(Migrations(chosen, solution), url_text)
-    # The app's Settings read DATABASE_URL; the reloader's worker process inherits it.
+        migrations = Migrations(chosen, solution)
+        migrate(migrations, url_text)
+        url_text = migrations.app_url(url_text)  # as the app's role, from step 05 on
+    # The app's Settings read the environment; the reloader's worker process inherits it.
     os.environ["DATABASE_URL"] = url_text
+    os.environ.setdefault("SECRET_KEY", local_secret(course.root))
     package = "solution" if solution else "app"
     console.print(
         f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at {database.describe(url)}\n"
@@ -103,6 +107,16 @@ def run(
         reload=reload,
         reload_dirs=[str(chosen.package_dir(solution=solution))] if reload else None,
     )
+
+
+def local_secret(root: Path) -> str:
+    """A SECRET_KEY for this machine's workshop, made once and kept in .workshop/."""
+    path = root / ".workshop" / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def migrate(migrations: Migrations, url: str) -> None:

@@ -231,6 +231,54 @@ async def drop_database(server: URL, name: str) -> None:
         await connection.close()
 
 
+# The app role's password on the workshop's own servers: a development value, like the
+# docker-compose one. Production takes it from a secret store.
+APP_ROLE_PASSWORD = "workshop_app"
+
+
+async def provision_roles(url: URL, *, owner: str, app: str) -> None:
+    """Least privilege (step 05): an owner role for the tables, a login role for the app.
+
+    The owner role owns the database and what is in it (migrations SET ROLE to it); the app
+    role may connect and, once the migrations grant it, read and write rows: no DDL.
+    Connects to the database at `url` as an administrator.
+    """
+    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
+    try:
+        existing = set(await connection.fetchval("SELECT array_agg(rolname) FROM pg_roles"))
+        statements = []
+        if owner not in existing:
+            statements.append(f'CREATE ROLE "{owner}" NOLOGIN')
+        if app not in existing:
+            statements.append(
+                f'CREATE ROLE "{app}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                f"PASSWORD '{APP_ROLE_PASSWORD}'"
+            )
+        for statement in statements:
+            # Two processes may race to create a role: the loser finds it made.
+            with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+                await connection.execute(statement)
+        await connection.execute(f'ALTER DATABASE "{url.database}" OWNER TO "{owner}"')
+        await connection.execute(f'GRANT CONNECT ON DATABASE "{url.database}" TO "{app}"')
+        # Before PostgreSQL 15 everyone may create in the public schema: not the app.
+        await connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        # Tables an earlier step's migrations made (as the admin) pass to the owner role.
+        await connection.execute(
+            f"""
+            DO $$ DECLARE t record; BEGIN
+              FOR t IN SELECT c.relname FROM pg_class c
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                       AND pg_get_userbyid(c.relowner) <> '{owner}'
+              LOOP EXECUTE format('ALTER TABLE public.%I OWNER TO "{owner}"', t.relname);
+              END LOOP;
+            END $$
+            """
+        )
+    finally:
+        await connection.close()
+
+
 def test_database_name(label: str) -> str:
     """A throwaway database's name; it carries the pid of the process that owns it."""
     return f"{TEST_DATABASE_PREFIX}{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"

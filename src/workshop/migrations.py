@@ -14,10 +14,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from .course import Step
+from .database import APP_ROLE_PASSWORD, provision_roles
 from .loader import load_package
 
 
@@ -50,8 +52,23 @@ class Migrations:
         finally:
             await engine.dispose()
 
+    def roles(self) -> tuple[str, str] | None:
+        """(owner role, app role) when the step separates them (alembic.ini), else None."""
+        config = Config(self.step.dir / "alembic.ini")
+        owner, app = config.get_main_option("owner_role"), config.get_main_option("app_role")
+        return (owner, app) if owner and app else None
+
+    def app_url(self, url: str) -> str:
+        """The URL the app connects with: as the app role, when the step has one."""
+        if (roles := self.roles()) is None:
+            return url
+        app_url = make_url(url).set(username=roles[1], password=APP_ROLE_PASSWORD)
+        return app_url.render_as_string(hide_password=False)
+
     async def upgrade(self, url: str, revision: str = "head") -> None:
         config = self.config()
+        if (roles := self.roles()) is not None:
+            await provision_roles(make_url(url), owner=roles[0], app=roles[1])
 
         def upgrade(connection: Connection) -> None:
             config.attributes["connection"] = connection

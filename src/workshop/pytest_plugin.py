@@ -161,6 +161,7 @@ class TestDatabases:
         self.solution = solution
         self.server: Server | None = None
         self.names: dict[Path, str] = {}
+        self.broken: dict[Path, str] = {}
 
     def url_for(self, step: Step) -> str:
         if self.server is None:
@@ -170,12 +171,19 @@ class TestDatabases:
                 pytest.exit(str(exc), returncode=1)
             if self.server.source == "embedded":
                 run_sync(drop_orphaned_test_databases(self.server.url))
+        if step.dir in self.broken:
+            pytest.fail(f"The step's migrations failed: {self.broken[step.dir]}", pytrace=False)
         if step.dir not in self.names:
             name = test_database_name(step.number)
             run_sync(create_database(self.server.url, name))
             self.names[step.dir] = name
             if has_migrations(step):
-                run_sync(Migrations(step, self.solution).upgrade(self.url(name)))
+                try:
+                    run_sync(Migrations(step, self.solution).upgrade(self.url(name)))
+                except Exception as exc:
+                    # Every test of the step gets the same clear failure, not a missing table.
+                    self.broken[step.dir] = f"{type(exc).__name__}: {exc}"
+                    raise
         return self.url(self.names[step.dir])
 
     def new_database(self, label: str) -> str:
@@ -256,9 +264,16 @@ def migrations(step: Step, request: pytest.FixtureRequest) -> Migrations:
 
 
 @pytest.fixture
-def settings(pkg: ModuleType, database_url: str) -> Any:
+def app_database_url(database_url: str, migrations: Migrations) -> str:
+    """The throwaway database as the app sees it: as the app's own role, when the step has
+    one (step 05's least privilege), else the same as `database_url`."""
+    return migrations.app_url(database_url) if has_migrations(migrations.step) else database_url
+
+
+@pytest.fixture
+def settings(pkg: ModuleType, app_database_url: str) -> Any:
     """The step's Settings on the throwaway database, with no `.env` involved."""
-    return pkg.config.Settings(_env_file=None, database_url=database_url)
+    return pkg.config.Settings(_env_file=None, database_url=app_database_url)
 
 
 @pytest.fixture
@@ -309,8 +324,10 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastA
             try:
                 yield test_session
             except Exception:
-                # What closing the request's own session would do: drop its failed work.
-                await test_session.rollback()
+                # A failed flush leaves the session unusable until it rolls back, as closing
+                # the request's own session would (other errors leave the test's objects be).
+                if not test_session.is_active:
+                    await test_session.rollback()
                 raise
 
         app.dependency_overrides[get_session] = use_test_session

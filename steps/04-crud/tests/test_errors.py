@@ -1,0 +1,131 @@
+"""Step 04 checks: one error shape, honest codes, no internals, and a request id to trace."""
+
+import asyncio
+import re
+import uuid
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from workshop.testing import TcpProxy, serve
+
+INTERNALS = re.compile(r"sqlalchemy|asyncpg|traceback|select |insert |uq_|ck_|pk_|psycopg", re.I)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The one error shape: status, detail, request_id (also in X-Request-ID), nothing inside."""
+    assert response.status_code == status
+    body = response.json()
+    assert body["status"] == status and body["detail"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert not INTERNALS.search(response.text), response.text
+    return body
+
+
+@pytest.mark.exercise("04.1")
+@pytest.mark.exercise("04.6")
+async def test_errors_share_one_shape_and_give_nothing_away(
+    client: httpx.AsyncClient, session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"name": f"Item {uuid.uuid4().hex}", "price": "1"}
+    await client.post("/items", json=body)
+    conflict = assert_problem(await client.post("/items", json=body), 409)
+    assert_problem(await client.get("/items/2147483647"), 404)
+    assert_problem(await client.post("/items", json={"name": "x"}), 422)
+    assert_problem(await client.get("/items", params={"limit": 0}), 422)
+    # The request id is in the server's log line too: a report can be traced.
+    assert conflict["request_id"] in caplog.text
+
+
+async def test_a_sane_request_id_from_the_client_is_kept(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/0", headers={"X-Request-ID": "trace-42"})
+    assert response.json()["request_id"] == "trace-42"
+    response = await client.get("/items/0", headers={"X-Request-ID": "<script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.json()["request_id"])
+
+
+async def test_validation_errors_never_echo_the_input(client: httpx.AsyncClient) -> None:
+    response = await client.post("/items", json={"name": "Lamp", "price": "s3cret-value"})
+    assert_problem(response, 422)
+    assert "s3cret-value" not in response.text
+
+
+async def test_a_bug_is_a_500_with_nothing_inside(
+    pkg: ModuleType, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = pkg.main.create_app(settings)
+
+    @app.get("/test/bug")
+    async def bug() -> None:
+        raise RuntimeError("secret detail of a bug")
+
+    async with serve(app, raise_app_exceptions=False) as client:
+        body = assert_problem(await client.get("/test/bug"), 500)
+
+        # A file that is missing is a bug too, not a database that is down.
+        @app.get("/test/file")
+        async def file() -> None:
+            with open("/no/such/file"):  # noqa: ASYNC230
+                pass
+
+        assert_problem(await client.get("/test/file"), 500)
+    assert "secret detail of a bug" not in str(body)
+    assert "secret detail of a bug" in caplog.text and body["request_id"] in caplog.text
+
+
+@pytest.mark.exercise("04.6")
+async def test_a_broken_check_or_not_null_is_422(pkg: ModuleType, session: AsyncSession) -> None:
+    """The schema stops these first; if one ever got through, the database's answer is a 422."""
+    request = Request({"type": "http", "method": "POST", "path": "/items", "headers": []})
+    for fields in ({"name": "Neg", "price": Decimal("-1")}, {"name": None, "price": 1}):
+        try:
+            async with session.begin_nested():
+                session.add(pkg.models.Item(**fields))
+        except exc.IntegrityError as error:
+            response = await pkg.errors.integrity_error(request, error)
+        assert response.status_code == 422
+        assert b'"field":"' in response.body and b"ck_items" not in response.body
+
+
+async def test_503_while_the_database_is_away_and_back_when_it_returns(
+    pkg: ModuleType, settings: Any, database_url: str
+) -> None:
+    proxy = TcpProxy(make_url(database_url))
+    await proxy.start()
+    through_proxy = settings.model_copy(
+        update={"database_url": pkg.config.Settings(database_url=proxy.url).database_url}
+    )
+    app = pkg.main.create_app(through_proxy)
+    async with serve(app, raise_app_exceptions=False) as client:
+        assert (await client.get("/items")).status_code == 200
+        await proxy.stop()
+        down = await client.get("/items")
+        assert_problem(down, 503)
+        assert down.headers["Retry-After"] == "1"
+        assert (await client.get("/openapi.json")).status_code == 200  # the app is up
+        await proxy.start()
+        assert (await client.get("/items")).status_code == 200  # and recovers
+    await proxy.stop()
+
+
+@pytest.mark.exercise("04.1")
+@pytest.mark.exercise("04.6")
+async def test_twenty_concurrent_creates_of_one_name_give_one_201(
+    pkg: ModuleType, settings: Any
+) -> None:
+    """No check-then-insert: the unique constraint decides, even under a race."""
+    app = pkg.main.create_app(settings)  # the real pool: 20 sessions, 20 transactions
+    body = {"name": f"Race {uuid.uuid4().hex}", "price": "1.00"}
+    async with serve(app, raise_app_exceptions=False) as client:
+        responses = await asyncio.gather(*(client.post("/items", json=body) for _ in range(20)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [201] + [409] * 19
+        created = next(r for r in responses if r.status_code == 201).json()
+        assert (await client.delete(f"/items/{created['id']}")).status_code == 204

@@ -1,0 +1,218 @@
+"""Step 04 checks: every call of the /items API, its success and its failures."""
+
+from collections.abc import Callable
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+NewItem = Callable[..., dict[str, Any]]
+
+
+async def count(pkg: ModuleType, session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(pkg.models.Item))
+
+
+async def stored(pkg: ModuleType, session: AsyncSession, **fields: Any) -> Any:
+    """An item written straight through the session (no API, no exercise)."""
+    item = pkg.models.Item(**{"name": "Stored", "price": Decimal("5.00"), **fields})
+    session.add(item)
+    await session.commit()
+    return item
+
+
+@pytest.mark.exercise("04.1")
+async def test_create_answers_201_with_the_item_and_its_location(
+    client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    body = new_item(description="A lamp", attributes={"color": "red"}, price="12.5")
+    response = await client.post("/items", json=body)
+    assert response.status_code == 201
+    item = response.json()
+    assert response.headers["Location"] == f"/items/{item['id']}"
+    # The price as stored, Numeric(10, 2): the same as a GET will show.
+    assert (item["name"], item["price"], item["attributes"]) == (
+        body["name"],
+        "12.50",
+        {"color": "red"},
+    )
+    assert item["created_at"] and item["updated_at"]
+
+
+@pytest.mark.exercise("04.1")
+@pytest.mark.exercise("04.6")
+async def test_a_duplicate_name_is_409_naming_the_field(
+    client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    body = new_item()
+    assert (await client.post("/items", json=body)).status_code == 201
+    response = await client.post("/items", json={**body, "price": "1.00"})
+    assert response.status_code == 409
+    assert response.json()["field"] == "name"
+    assert "uq_items_name" not in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"price": "1.00"},
+        {"name": "Lamp", "price": "-1"},
+        {"name": "Lamp", "price": "1.001"},
+        {"name": "x" * 101, "price": "1"},
+        {"name": "Lamp", "price": "1", "owner_id": 3},
+        {"name": "Lamp", "price": "1", "attributes": [1, 2]},
+    ],
+)
+async def test_an_invalid_body_is_422_and_writes_nothing(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, body: dict[str, Any]
+) -> None:
+    before = await count(pkg, session)
+    response = await client.post("/items", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"][0] == "body"
+    assert await count(pkg, session) == before
+
+
+@pytest.mark.exercise("04.4")
+async def test_bulk_create_writes_all_items(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    before = await count(pkg, session)
+    response = await client.post("/items/bulk", json=[new_item() for _ in range(5)])
+    assert response.status_code == 201
+    assert len(response.json()) == 5 and all(i["id"] for i in response.json())
+    assert await count(pkg, session) == before + 5
+
+
+@pytest.mark.exercise("04.4")
+@pytest.mark.exercise("04.6")
+async def test_bulk_create_writes_nothing_when_one_item_conflicts(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    existing = await stored(pkg, session, name="Taken")
+    before = await count(pkg, session)
+    items = [new_item(), new_item(), new_item(name=existing.name), new_item()]
+    response = await client.post("/items/bulk", json=items)
+    assert response.status_code == 409
+    assert await count(pkg, session) == before
+    # Twice the same name within one request: the same answer, nothing written.
+    twice = new_item()
+    assert (await client.post("/items/bulk", json=[twice, twice])).status_code == 409
+    assert await count(pkg, session) == before
+
+
+@pytest.mark.parametrize("size", [0, 101])
+async def test_bulk_create_takes_1_to_100_items(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem, size: int
+) -> None:
+    before = await count(pkg, session)
+    response = await client.post("/items/bulk", json=[new_item() for _ in range(size)])
+    assert response.status_code == 422
+    assert await count(pkg, session) == before
+
+
+async def test_bulk_create_with_one_invalid_item_writes_nothing(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    before = await count(pkg, session)
+    response = await client.post("/items/bulk", json=[new_item(), new_item(price="-5")])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"][:2] == ["body", 1]
+    assert await count(pkg, session) == before
+
+
+@pytest.mark.exercise("04.2")
+async def test_get_an_item(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    item = await stored(pkg, session)
+    response = await client.get(f"/items/{item.id}")
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["name"]) == (item.id, "Stored")
+
+
+@pytest.mark.exercise("04.2")
+async def test_get_a_missing_item_is_404(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    response = await client.get("/items/2147483647")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Item not found."
+
+
+@pytest.mark.parametrize("item_id", ["0", "-1", "2147483648", "abc"])
+async def test_an_id_no_item_can_have_is_422(client: httpx.AsyncClient, item_id: str) -> None:
+    for method in ("GET", "DELETE"):
+        assert (await client.request(method, f"/items/{item_id}")).status_code == 422
+
+
+@pytest.mark.exercise("04.2")
+@pytest.mark.exercise("04.3")
+async def test_patch_changes_only_the_fields_sent(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    item = await stored(pkg, session, description="Old", attributes={"a": 1})
+    response = await client.patch(f"/items/{item.id}", json={"price": "7.25"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["price"], body["description"], body["attributes"]) == ("7.25", "Old", {"a": 1})
+    # Sent as null, a nullable field is emptied.
+    response = await client.patch(f"/items/{item.id}", json={"description": None})
+    assert response.json()["description"] is None and response.json()["price"] == "7.25"
+
+
+@pytest.mark.exercise("04.2")
+@pytest.mark.parametrize("body", [{"name": None}, {"price": "-1"}, {"colour": "red"}])
+async def test_patch_with_an_invalid_body_is_422(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, body: dict[str, Any]
+) -> None:
+    item = await stored(pkg, session)
+    assert (await client.patch(f"/items/{item.id}", json=body)).status_code == 422
+
+
+@pytest.mark.exercise("04.2")
+async def test_patch_a_missing_item_is_404(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    assert (await client.patch("/items/2147483647", json={"price": "1"})).status_code == 404
+
+
+@pytest.mark.exercise("04.3")
+@pytest.mark.exercise("04.6")
+async def test_patch_to_a_taken_name_is_409(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    await stored(pkg, session, name="First")
+    second = await stored(pkg, session, name="Second")
+    response = await client.patch(f"/items/{second.id}", json={"name": "First"})
+    assert response.status_code == 409 and response.json()["field"] == "name"
+
+
+async def test_delete_answers_204_then_404(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    item = await stored(pkg, session)
+    response = await client.delete(f"/items/{item.id}")
+    assert response.status_code == 204 and response.content == b""
+    assert (await client.delete(f"/items/{item.id}")).status_code == 404
+    assert await session.get(pkg.models.Item, item.id, populate_existing=True) is None
+
+
+@pytest.mark.exercise("04.3")
+async def test_update_item_changes_only_the_fields_set(
+    pkg: ModuleType, session: AsyncSession
+) -> None:
+    item = await stored(pkg, session, description="Old", attributes={"a": 1})
+    change = pkg.schemas.ItemUpdate(price="3.50")
+    updated = await pkg.crud.update_item(session=session, item=item, item_in=change)
+    assert (updated.price, updated.description, updated.attributes) == (
+        Decimal("3.50"),
+        "Old",
+        {"a": 1},
+    )
+    cleared = pkg.schemas.ItemUpdate(description=None)
+    assert (
+        await pkg.crud.update_item(session=session, item=item, item_in=cleared)
+    ).description is None

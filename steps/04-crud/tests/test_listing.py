@@ -1,0 +1,104 @@
+"""Step 04 checks: pages that stay fast and complete, full-text search, JSONB filters."""
+
+import uuid
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def add(pkg: ModuleType, session: AsyncSession, **fields: Any) -> Any:
+    item = pkg.models.Item(**{"name": f"Item {uuid.uuid4().hex[:8]}", "price": 1, **fields})
+    session.add(item)
+    await session.commit()
+    return item
+
+
+async def walk(client: httpx.AsyncClient, **params: Any) -> list[list[int]]:
+    """Follow next_cursor from the first page to the last; the ids of each page."""
+    pages, after = [], None
+    while True:
+        query = {**params, **({"after": after} if after else {})}
+        response = await client.get("/items", params=query)
+        assert response.status_code == 200
+        page = response.json()
+        pages.append([item["id"] for item in page["items"]])
+        if (after := page["next_cursor"]) is None:
+            return pages
+
+
+async def test_pages_cover_every_item_once_in_id_order(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    tag = uuid.uuid4().hex
+    ids = [(await add(pkg, session, attributes={"tag": tag})).id for _ in range(7)]
+    everything = [i for page in await walk(client, limit=3) for i in page]
+    assert [i for i in everything if i in ids] == ids  # each once, in order
+    assert everything == sorted(everything)
+
+
+@pytest.mark.parametrize("after", ["nonsense", "WzEsMl0", "Wy0xXQ", "WzEwMDAwMDAwMDAwMF0"])
+async def test_a_cursor_we_did_not_make_is_422(client: httpx.AsyncClient, after: str) -> None:
+    # Not base64 JSON; [1, 2] (a search's cursor); [-1]; [10000000000000]: all refused.
+    response = await client.get("/items", params={"after": after})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("attr", ["color", ":red", "nul\x00:1"])
+async def test_a_malformed_attr_is_422(client: httpx.AsyncClient, attr: str) -> None:
+    response = await client.get("/items", params={"attr": attr})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "attr"]  # as FastAPI's own 422s
+
+
+@pytest.mark.exercise("04.5")
+async def test_search_ranks_name_matches_first(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    in_description = await add(
+        pkg, session, name=f"Shade {tag}", description=f"fits any {tag} lamp"
+    )
+    in_name = await add(pkg, session, name=f"Lamp {tag}", description="brass")
+    await add(pkg, session, name=f"Chair {tag}", description="oak")
+    page = (await client.get("/items", params={"q": f"lamp {tag}"})).json()
+    assert [i["id"] for i in page["items"]] == [in_name.id, in_description.id]
+    # The search box's syntax: a phrase in quotes, a word to leave out with a minus.
+    page = (await client.get("/items", params={"q": f"{tag} -brass -oak"})).json()
+    assert [i["id"] for i in page["items"]] == [in_description.id]
+
+
+@pytest.mark.exercise("04.5")
+async def test_search_pages_walk_every_match_once(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    # Seven matches of different ranks (the word once or more), and one item that is not.
+    ids = {
+        (await add(pkg, session, name=f"{tag} {n}", description=f"{tag} " * (n % 3))).id
+        for n in range(7)
+    }
+    await add(pkg, session, name="Not a match")
+    pages = await walk(client, q=tag, limit=2)
+    seen = [i for page in pages for i in page]
+    assert sorted(seen) == sorted(ids)  # every match, once, across 4 pages
+
+
+@pytest.mark.exercise("04.5")
+async def test_attr_filters_by_jsonb_containment(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    tag = uuid.uuid4().hex
+    red_10 = await add(pkg, session, attributes={"tag": tag, "color": "red", "size": 10})
+    red_12 = await add(pkg, session, attributes={"tag": tag, "color": "red", "size": 12})
+    await add(pkg, session, attributes={"tag": tag, "color": "blue", "size": 10})
+
+    async def ids(*attrs: str) -> list[int]:
+        page = (await client.get("/items", params={"attr": [f"tag:{tag}", *attrs]})).json()
+        return [item["id"] for item in page["items"]]
+
+    assert await ids("color:red") == [red_10.id, red_12.id]
+    assert await ids("color:red", "size:10") == [red_10.id]  # size:10 is the number 10
+    assert await ids("color:green") == []
