@@ -62,6 +62,7 @@ step = Course().step("04")
 solution = load_package(step, solution=True)
 crud, schemas, errors = solution.crud, solution.schemas, solution.errors
 Item = solution.models.Item
+SEARCH = solution.models.SEARCH
 print(solution.__name__)
 
 # %% [markdown]
@@ -316,7 +317,8 @@ print("items before:", before, "after:", await count_items())
 #
 # - a session made with the default `expire_on_commit=True` forgets every value at the commit;
 #   the next read of `item.price` would reload it;
-# - `search` is deferred (never loaded with the item); reading it would load it.
+# - `session.expire(item)` does the same by hand. `await session.refresh(item)` is the
+#   explicit, awaited way to load it again.
 
 # %%
 ForgetfulSession = async_sessionmaker(engine)  # expire_on_commit=True, the default
@@ -330,12 +332,16 @@ async with ForgetfulSession() as session:
 
 async with Session() as session:
     desk = await crud.get_item(session=session, item_id=created[0].id)
+    session.expire(desk)
     try:
-        print(desk.search)
+        print(desk.price)
     except MissingGreenlet as error:
-        print("deferred column:", type(error).__name__)
-    await session.refresh(desk, ["search"])  # the explicit, awaited load
-    print(desk.search)
+        print("expired by hand:", type(error).__name__)
+    await session.refresh(desk)  # the explicit, awaited load
+    print(desk.price)
+    # `search` belongs to the table, not to the object: a query reads it.
+    words = await session.scalar(select(SEARCH).where(Item.id == desk.id))
+    print(words)
 
 # %% [markdown]
 # The tsvector shows what search sees: each word reduced to its stem (`drawers` is `drawer`),
