@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from workshop.checks import StepReport, run_steps
-from workshop.course import Course, Step
+from workshop import verify
+from workshop.course import Course
 from workshop.database import Server, resolve_server
-from workshop.generate import expected_files
 
 pytest_plugins = ["pytester"]
 
@@ -32,21 +29,8 @@ def server(course: Course) -> Server:
 
 @pytest.fixture(scope="session")
 def starter_course(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Course:
-    """A copy of the course whose `app/` folders are freshly generated starters.
-
-    The repository's tests check the starters there, so a learner's own work in `app/`
-    cannot change their result.
-    """
-    copy = tmp_path_factory.mktemp("course")
-    shutil.copy(course.root / "pyproject.toml", copy)
-    for step in course.steps:
-        ignore = shutil.ignore_patterns("app", "__pycache__")
-        shutil.copytree(step.dir, copy / "steps" / step.name, ignore=ignore)
-    for path, text in expected_files(course).items():
-        target = copy / path.relative_to(course.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return Course(copy)
+    """A copy of the course whose `app/` folders are freshly generated starters."""
+    return verify.starter_copy(course, tmp_path_factory.mktemp("course"))
 
 
 @pytest.fixture(scope="session")
@@ -55,30 +39,20 @@ def server_env(server: Server) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
 
 
-Reports = dict[Step, StepReport]
-
-
 @pytest.fixture(scope="session")
 def reports(
     course: Course, starter_course: Course, server_env: dict[str, str]
-) -> tuple[Reports, Reports]:
-    """Every step's checks on its solution and on its generated starter: two pytest
-    processes (all steps in each, as `pytest steps/` runs them), side by side."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        solutions = pool.submit(run_steps, course.steps, solution=True, env=server_env)
-        starters = pool.submit(run_steps, starter_course.steps, solution=False, env=server_env)
-        twins = zip(course.steps, starter_course.steps, strict=True)
-        by_twin = starters.result()
-        return solutions.result(), {step: by_twin[twin] for step, twin in twins}
+) -> tuple[verify.Reports, verify.Reports]:
+    return verify.run_all(course, starter_course, server_env)
 
 
 @pytest.fixture(scope="session")
-def solution_reports(reports: tuple[Reports, Reports]) -> Reports:
+def solution_reports(reports: tuple[verify.Reports, verify.Reports]) -> verify.Reports:
     return reports[0]
 
 
 @pytest.fixture(scope="session")
-def starter_reports(reports: tuple[Reports, Reports]) -> Reports:
+def starter_reports(reports: tuple[verify.Reports, verify.Reports]) -> verify.Reports:
     return reports[1]
 
 

@@ -48,27 +48,6 @@ def test_outside_the_repository_is_exit_code_2(tmp_path, monkeypatch) -> None:  
     assert "not the workshop repository" in result.output
 
 
-def test_hint_prints_every_hint(course: Course) -> None:
-    result = CliRunner().invoke(app, ["hint", "01.2"], env={"COLUMNS": "300"})
-    assert result.exit_code == 0
-    exercise = course.step("01").exercise("01.2")
-    for number, text in enumerate(exercise.hints, start=1):
-        assert f"{number}. {text}" in result.output
-    assert "docs/steps/01-setup.md#exercise-01.2" in result.output
-
-
-def test_check_on_the_untouched_starter_names_the_first_exercise(
-    course: Course, starter_course: Course, server_env: dict[str, str], monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(starter_course.root)
-    result = CliRunner().invoke(app, ["check", "01"], env=server_env)
-    assert result.exit_code == 1
-    first = course.step("01").exercises[0]
-    assert f"Next: exercise {first.id}: {first.title}" in result.output
-    assert "steps/01-setup/app/config.py:" in result.output
-    assert f"Hint: {first.hints[0]}" in result.output
-
-
 def test_check_on_the_solution_passes() -> None:
     result = CliRunner().invoke(app, ["check", "01", "--solution"])
     assert result.exit_code == 0, result.output

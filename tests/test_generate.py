@@ -61,9 +61,11 @@ def test_render_starter_keeps_instructions_and_stubs(tmp_path: Path) -> None:
         "def add(a: int, b: int) -> int:\n"
         "    # EXERCISE 01.1: return the sum\n"
         f"    {default_stub('01.1')}\n"
+        "    # END EXERCISE\n"
         "\n\n"
         "# EXERCISE 01.2: name the module\n"
         "name = 'todo'\n"
+        "# END EXERCISE\n"
     )
 
 

@@ -13,26 +13,26 @@ from typing import Annotated, Any
 import typer
 from alembic.util import CommandError
 from rich.console import Console
-from rich.table import Table
 
-from . import database, generate, starter
-from .checks import run_checks
+from . import database, generate
 from .course import COMMAND, Course, WorkshopError
 from .migrations import Migrations, has_migrations
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
+LEARN, TOOLS, TEACH = "Learn", "Tools", "Instructors and maintainers"
+
 app = typer.Typer(
-    help="Your companion for the FastAPI + PostgreSQL workshop.",
-    no_args_is_help=True,
+    help="Your companion for the FastAPI + PostgreSQL workshop. Without a command: where you are.",
+    invoke_without_command=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The PostgreSQL the workshop uses (embedded, or DATABASE_URL).")
 dev_app = typer.Typer(help="For maintainers: keep the generated files in sync.")
-app.add_typer(db_app, name="db")
-app.add_typer(dev_app, name="dev")
+app.add_typer(db_app, name="db", rich_help_panel=TOOLS)
+app.add_typer(dev_app, name="dev", rich_help_panel=TEACH)
 
 StepArg = Annotated[str, typer.Argument(help="The step's number, for example 01.")]
 SolutionOpt = Annotated[bool, typer.Option("--solution", help="Use the reference solution.")]
@@ -42,7 +42,9 @@ def main() -> None:
     app()
 
 
-def command(group: typer.Typer, name: str | None = None) -> Callable[..., Any]:
+def command(
+    group: typer.Typer, name: str | None = None, panel: str | None = None
+) -> Callable[..., Any]:
     """Register a command whose WorkshopError becomes its one sentence and exit code."""
 
     def register(func: Callable[..., None]) -> Callable[..., None]:
@@ -54,7 +56,7 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[..., Any]:
                 errors.print(str(exc), soft_wrap=True)
                 raise typer.Exit(exc.exit_code) from None
 
-        group.command(name)(friendly)
+        group.command(name, rich_help_panel=panel)(friendly)
         return func
 
     return register
@@ -67,7 +69,7 @@ def relative(path: Path, root: Path) -> str:
 # -- learning -------------------------------------------------------------------------------
 
 
-@command(app)
+@command(app, panel=LEARN)
 def run(
     step: StepArg,
     solution: SolutionOpt = False,
@@ -129,58 +131,6 @@ def migrate(migrations: Migrations, url: str) -> None:
             f"afresh with `{COMMAND} db reset`."
         ) from exc
     console.print(f"Migrated the database to step {migrations.step.number}'s latest revision.")
-
-
-@command(app)
-def check(step: StepArg, solution: SolutionOpt = False) -> None:
-    """Run a step's checks on your code and say what to do next."""
-    course = Course()
-    chosen = course.step(step)
-    with console.status(f"Checking step {chosen.name}..."):
-        report = run_checks(chosen, solution=solution)
-    table = Table(title=f"Step {chosen.name}", show_lines=False)
-    table.add_column("exercise")
-    table.add_column("title")
-    table.add_column("checks")
-    for exercise in chosen.exercises:
-        tests = report.tests_of(exercise)
-        passed = sum(t.outcome == "passed" for t in tests)
-        mark = "[green]done[/]" if report.done(exercise) else "[red]to do[/]"
-        table.add_row(exercise.id, exercise.title, f"{mark} ({passed}/{len(tests)} pass)")
-    console.print(table)
-    for failure in report.other_failures:
-        console.print(f"[red]failing[/] {failure.nodeid} (not an exercise: it worked before)")
-    if report.complete:
-        console.print(f"[green]Step {chosen.number} is complete.[/]")
-        return
-    if report.unfinished:
-        exercise = report.unfinished[0]
-        where = next(
-            (m for m in starter.markers(chosen, solution=solution) if m.exercise_id == exercise.id),
-            None,
-        )
-        console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {exercise.title}")
-        if where is not None:
-            console.print(
-                f"  {relative(where.path, course.root)}:{where.line}  {where.instruction}"
-            )
-        console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True)
-        console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
-        console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
-    raise typer.Exit(1)
-
-
-@command(app)
-def hint(
-    exercise_id: Annotated[str, typer.Argument(help="The exercise, for example 01.2.")],
-) -> None:
-    """Print an exercise's hints."""
-    course = Course()
-    chosen, exercise = course.exercise(exercise_id)
-    console.print(f"[bold]Exercise {exercise.id}[/]: {exercise.title}")
-    for number, text in enumerate(exercise.hints, start=1):
-        console.print(f"  {number}. {text}")
-    console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
 
 
 # -- the database ---------------------------------------------------------------------------
@@ -289,3 +239,8 @@ def dev_sync(
         console.print(f"kept (changed by hand; --force overwrites): {relative(path, course.root)}")
     if not written and not kept:
         console.print("Every generated file is in sync with the solutions.")
+
+
+# The learner's companion commands (status, check, hint, watch, reset, diff, ...) register
+# themselves on `app`; imported last, as they use what this module defines.
+from . import companion  # noqa: E402, F401

@@ -6,7 +6,7 @@ In the solution an exercise is a marked block:
     return await session.get(Item, item_id)
     # END EXERCISE
 
-In the starter the instruction stays and the body becomes the exercise's stub (`stub` in
+In the starter both markers stay and the body becomes the exercise's stub (`stub` in
 exercises.toml), by default a `raise NotImplementedError` that names the exercise and its hint.
 Lines of the docs' section markers (`# --8<--`) are left out of the starter.
 """
@@ -55,6 +55,7 @@ def render_starter(text: str, exercises: dict[str, Exercise], path: Path) -> str
             continue
         if open_block is not None:
             if END.match(line):
+                out.append(line)  # the starter keeps both markers: your code goes between
                 open_block = None
             continue
         if END.match(line):

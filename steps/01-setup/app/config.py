@@ -19,6 +19,7 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop"
     )
     # EXERCISE 01.1: declare POOL_SIZE (default 20, positive) and MAX_OVERFLOW (default 10, >= 0)
+    # END EXERCISE
     # Seconds to wait for PostgreSQL to accept a connection before giving up.
     connect_timeout: PositiveFloat = 5.0
 
@@ -27,6 +28,7 @@ class Settings(BaseSettings):
     def use_asyncpg(cls, value: SecretStr) -> SecretStr:
         # EXERCISE 01.2: allow postgresql://, postgres://, postgresql+asyncpg://; return +asyncpg
         return value
+        # END EXERCISE
 
 
 def get_settings(request: Request) -> Settings:

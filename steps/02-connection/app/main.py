@@ -21,6 +21,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # EXERCISE 02.2: make the session factory, serve, then dispose of the engine at shut-down
     app.state.sessionmaker = async_sessionmaker(engine)
     yield
+    # END EXERCISE
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

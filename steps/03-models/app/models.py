@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 class Base(DeclarativeBase):
     # EXERCISE 03.1: give constraints stable names with a naming convention on the MetaData
     metadata = MetaData()
+    # END EXERCISE
 
 
 class Timestamped:
@@ -28,3 +29,4 @@ class Item(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     # EXERCISE 03.2: declare name, description, price and attributes, typed like the table
+    # END EXERCISE

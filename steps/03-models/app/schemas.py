@@ -35,6 +35,7 @@ JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
 # EXERCISE 03.3: constrain Name and Price exactly as their columns are
 Name = str
 Price = Decimal
+# END EXERCISE
 
 
 class ItemBase(BaseModel):
@@ -68,6 +69,7 @@ class ItemPublic(ItemBase):
     """What the API shows of an item: the fields declared here, never more."""
 
     # EXERCISE 03.4: read from the ORM object, and add the fields the server sets
+    # END EXERCISE
 
 
 class ItemPage(BaseModel):

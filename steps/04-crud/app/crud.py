@@ -21,12 +21,14 @@ async def create_item(*, session: AsyncSession, item_in: ItemCreate) -> Item:
     """INSERT one item and commit; a duplicate name raises IntegrityError (errors.py: 409)."""
     # EXERCISE 04.1: add the item to the session and commit
     raise NotImplementedError("exercise 04.1 is yours to do: `uv run workshop hint 04.1`")
+    # END EXERCISE
 
 
 async def create_items(*, session: AsyncSession, items_in: Sequence[ItemCreate]) -> list[Item]:
     """INSERT many items in one transaction: all of them are written, or none."""
     # EXERCISE 04.4: add every item, then commit once
     raise NotImplementedError("exercise 04.4 is yours to do: `uv run workshop hint 04.4`")
+    # END EXERCISE
 
 
 async def get_item(*, session: AsyncSession, item_id: int) -> Item | None:
@@ -38,6 +40,7 @@ async def update_item(*, session: AsyncSession, item: Item, item_in: ItemUpdate)
     """Change the fields the client sent, and only those."""
     # EXERCISE 04.3: set only the fields that were sent (exclude_unset), then commit
     raise NotImplementedError("exercise 04.3 is yours to do: `uv run workshop hint 04.3`")
+    # END EXERCISE
 
 
 async def delete_item(*, session: AsyncSession, item_id: int) -> bool:
@@ -51,6 +54,7 @@ def apply_filters(query: Select[Any], *, q: str | None, attributes: dict[str, An
     """Keep the items that match the search words and contain every attribute asked for."""
     # EXERCISE 04.5: filter with the search (@@ websearch_to_tsquery) and attributes (@>)
     return query
+    # END EXERCISE
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ def pool_figures(engine: AsyncEngine) -> PoolFigures:
     """What the engine's pool holds right now."""
     # EXERCISE 02.4: read the figures from engine.pool (its size(), checkedout(), ...)
     raise NotImplementedError("exercise 02.4 is yours to do: `uv run workshop hint 02.4`")
+    # END EXERCISE
 
 
 @router.get("/health/db", responses={503: {"model": DatabaseHealth}})

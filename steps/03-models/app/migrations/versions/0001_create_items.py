@@ -47,3 +47,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     # EXERCISE 03.5: undo upgrade(), so the database is as it was before
     raise NotImplementedError("exercise 03.5 is yours to do: `uv run workshop hint 03.5`")
+    # END EXERCISE

@@ -1,0 +1,168 @@
+"""The learner's companion, command by command, in a copy of the course (two steps of it)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from workshop import verify
+from workshop.cli import app
+from workshop.course import Course
+
+EXERCISE_01_2 = re.compile(r"# EXERCISE 01\.2:.*?# END EXERCISE\n", re.S)
+
+
+@pytest.fixture
+def copy(
+    course: Course, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_env: dict[str, str]
+) -> Course:
+    """A learner's fresh checkout of steps 01 and 02, as the working directory."""
+    copied = verify.starter_copy(course, tmp_path)
+    for step in copied.steps[2:]:
+        shutil.rmtree(step.dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", server_env["DATABASE_URL"])
+    return Course(tmp_path)
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), input=stdin, env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def finish(copy: Course, number: str) -> None:
+    """Do a step's exercises the quick way: the solution's code in app/."""
+    step = copy.step(number)
+    for path in step.solution_dir.rglob("*.py"):
+        target = step.app_dir / path.relative_to(step.solution_dir)
+        target.write_text(path.read_text())
+
+
+def test_without_a_command_it_says_where_you_are(copy: Course) -> None:
+    code, output = run()
+    assert code == 0
+    assert "You are on step 01-setup: 0 of 3 exercises done." in output
+    assert "Next: exercise 01.1, Declare the pool settings." in output
+    assert "steps/01-setup/app/config.py:" in output
+    assert "uv run workshop check 01" in output and "uv run workshop hint 01.1" in output
+
+
+def test_status_is_cached_and_refreshed_when_a_file_changes(copy: Course) -> None:
+    code, output = run("status", "--json")
+    assert code == 0
+    first = json.loads(output)
+    assert [s["name"] for s in first] == ["01-setup", "02-connection"]
+    assert first[0]["done"] == {"01.1": False, "01.2": False, "01.3": False}
+    assert json.loads(run("status", "--json")[1]) == first  # from the cache
+    finish(copy, "01")
+    again = json.loads(run("status", "--json")[1])
+    assert again[0]["complete"] and not again[1]["complete"]
+    code, output = run()
+    assert "You are on step 02-connection: 0 of 4 exercises done." in output
+
+
+def test_check_exits_0_only_when_the_step_is_complete(copy: Course) -> None:
+    code, output = run("check", "01")
+    assert code == 1 and "Next: exercise 01.1" in output
+    finish(copy, "01")
+    code, output = run("check", "01")
+    assert code == 0 and "Step 01 is complete." in output
+
+
+def test_hint_shows_one_more_hint_each_time(copy: Course) -> None:
+    hints = copy.step("01").exercise("01.2").hints
+    first = run("hint", "01.2")[1]
+    assert f"1. {hints[0]}" in first and "2. " not in first
+    second = run("hint", "01.2")[1]
+    assert f"2. {hints[1]}" in second and "3. " not in second
+    everything = run("hint", "01.2", "--all")[1]
+    assert all(f"{n}. {hint}" in everything for n, hint in enumerate(hints, start=1))
+
+
+def test_reset_one_exercise_keeps_the_rest_and_a_backup(copy: Course) -> None:
+    config = copy.step("01").app_dir / "config.py"
+    starter = config.read_text()
+    mine = starter.replace("    # Seconds to wait", "    # my note\n    # Seconds to wait")
+    mine = EXERCISE_01_2.sub(
+        "# EXERCISE 01.2: mine\n        return value  # wrong\n        # END EXERCISE\n", mine
+    )
+    config.write_text(mine)
+    code, output = run("reset", "01", "--exercise", "01.2")
+    assert code == 0, output
+    text = config.read_text()
+    assert "# my note" in text and "# wrong" not in text
+    assert EXERCISE_01_2.search(text).group(0) == EXERCISE_01_2.search(starter).group(0)
+    [saved] = (copy.root / ".workshop" / "backups").glob("*/steps/01-setup/app/config.py")
+    assert saved.read_text() == mine
+
+
+def test_reset_a_step_puts_back_every_starter_file(copy: Course) -> None:
+    finish(copy, "01")
+    code, output = run("reset", "01")
+    assert code == 0 and "back to its starter" in output
+    assert (
+        "raise NotImplementedError"
+        in (copy.step("01").app_dir / "routes" / "health.py").read_text()
+    )
+
+
+def test_reset_says_when_the_markers_are_gone(copy: Course) -> None:
+    config = copy.step("01").app_dir / "config.py"
+    config.write_text(EXERCISE_01_2.sub("", config.read_text()))
+    code, output = run("reset", "01", "--exercise", "01.2")
+    assert code == 1 and "uv run workshop reset 01" in output
+
+
+def test_diff_against_the_reference_and_the_previous_step(copy: Course) -> None:
+    code, output = run("diff", "01")
+    assert code == 0 and "+    pool_size: PositiveInt = 20" in output
+    code, output = run("diff", "02", "--previous")
+    assert code == 0 and "+++ 02-connection/db.py" in output
+    code, output = run("diff", "01", "--previous")
+    assert code == 1 and "the first" in output
+
+
+def test_solution_asks_first(copy: Course) -> None:
+    code, output = run("solution", "01.1", stdin="n\n")
+    assert code == 1 and "pool_size: PositiveInt" not in output
+    code, output = run("solution", "01.1", "--yes")
+    assert code == 0 and "pool_size: PositiveInt = 20" in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["diff", "09"],
+        ["reset", "09"],
+        ["solution", "09.1", "--yes"],
+        ["hint", "01.9"],
+        ["check", "9"],
+    ],
+)
+def test_unknown_steps_and_exercises_are_exit_code_2(copy: Course, command: list[str]) -> None:
+    code, output = run(*command)
+    assert code == 2 and "There is no" in output and "Traceback" not in output
+
+
+def test_outside_the_repository_is_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in ([], ["status"], ["doctor"]):
+        code, output = run(*command)
+        assert code == 2 and "not the workshop repository" in output
+
+
+def test_doctor_finds_a_sound_machine_and_a_broken_database(
+    copy: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, output = run("doctor")
+    assert "Python" in output and "create a database" in output
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    code, output = run("doctor")
+    assert code == 1 and "unavailable" in output and "docker compose up -d" in output
