@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +171,37 @@ def test_doctor_finds_a_sound_machine_and_a_broken_database(
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     code, output = run("doctor")
     assert code == 1 and "unavailable" in output and "docker compose up -d" in output
+
+
+def test_watch_checks_again_when_a_file_is_saved(copy: Course) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workshop", "watch", "01"],
+        cwd=copy.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+    def wait_for(text: str, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                seen += lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if text in seen:
+                return seen
+        raise AssertionError(f"no {text!r} within {seconds} s:\n{seen}")
+
+    try:
+        assert "Next: exercise 01.1" in wait_for("Watching", 60)
+        time.sleep(2)  # the watcher starts just after it says so
+        finish(copy, "01")  # the learner saves their work
+        assert "Step 01 is complete." in wait_for("Watching", 30)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()  # type: ignore[union-attr]

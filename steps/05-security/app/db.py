@@ -1,0 +1,47 @@
+"""The engine, its connection pool, and one session per request."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from .config import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """The app's one engine: a pool of connections, sized and timed by the settings."""
+    return create_async_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+        # Passed to asyncpg.connect() for every new connection.
+        connect_args={
+            "timeout": settings.connect_timeout,
+            # Set on the server for the whole session: PostgreSQL itself enforces them.
+            "server_settings": {
+                "application_name": settings.app_name,
+                "statement_timeout": str(round(settings.statement_timeout * 1000)),  # in ms
+            },
+        },
+    )
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, closed when the request is over, whatever happened."""
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    """The app's engine, for what needs the pool itself rather than a session."""
+    return request.app.state.engine
+
+
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]

@@ -1,0 +1,48 @@
+"""POST /auth/token: the OAuth2 password flow, rate-limited, giving nothing away."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from .. import crud
+from ..db import SessionDep
+from ..schemas import Token
+from ..security import DUMMY_HASH, create_access_token, verify_password
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+FAILED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED,
+    "Incorrect email or password.",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+@router.post("/token", responses={401: {}, 429: {"description": "Too many failed logins"}})
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, request: Request
+) -> Token:
+    """Trade an email (as `username`) and a password for a bearer token."""
+    settings = request.app.state.settings
+    email = form.username.strip().lower()[:254]
+    window = settings.login_window_seconds
+    # Every attempt is written before it is checked, then counted, in PostgreSQL: every app
+    # process sees the same count, and a burst of concurrent guesses cannot slip past it.
+    attempts = await crud.count_attempt(session=session, email=email, seconds=window)
+    if attempts > settings.login_attempts:
+        raise HTTPException(
+            429, "Too many failed logins. Try again later.", {"Retry-After": str(window)}
+        )
+    user = await crud.get_user_by_email(session=session, email=email)
+    known = user is not None and user.is_active and len(form.password) <= 128
+    # An unknown (or disabled) email still costs one hash check: its answer takes as long as
+    # a wrong password's, so timing cannot tell which emails have accounts.
+    hashed = user.hashed_password if known and user else DUMMY_HASH
+    matches = await verify_password(form.password[:128], hashed)
+    if not (known and matches) or user is None:
+        raise FAILED  # the same answer for an unknown email and a wrong password
+    await crud.forget_attempts(session=session, email=email)  # a success clears the count
+    token = create_access_token(
+        user_id=user.id, settings=settings, key=request.app.state.signing_key
+    )
+    return Token(access_token=token)

@@ -1,0 +1,91 @@
+"""Who is asking: passwords hashed with Argon2id, bearer tokens signed with the app's key.
+
+As FastAPI's security tutorial does it, with pwdlib and PyJWT, and OWASP's advice on top.
+"""
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import String, cast, func, select
+
+from .config import Settings
+from .db import SessionDep
+from .models import User
+
+# Argon2id with pwdlib's defaults (64 MiB, 3 passes: above OWASP's minimum): about a tenth
+# of a second a hash, on purpose.
+password_hash = PasswordHash((Argon2Hasher(),))
+# Checked against when the email is unknown, so that answer takes as long as a wrong password.
+DUMMY_HASH = password_hash.hash(secrets.token_urlsafe(16))
+EXAMPLE_SECRETS = {"change-me", "changeme", "secret", "your-secret-key"}
+ALGORITHM = "HS256"
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token")
+
+
+def signing_key(settings: Settings) -> str:
+    """The key that signs tokens; the app refuses to start without a real one."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    if not secret and settings.dev_mode:
+        return secrets.token_urlsafe(32)  # development only: tokens die with the process
+    if len(secret) < 32 or secret.lower() in EXAMPLE_SECRETS:
+        # Say what is wrong, never the value.
+        raise RuntimeError(
+            "SECRET_KEY must be set to 32 or more random characters, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+            "(or set DEV_MODE=true on your own machine)."
+        )
+    return secret
+
+
+async def hash_password(password: str) -> str:
+    """An Argon2id hash of the password, salted: never store the password itself."""
+    # EXERCISE 05.1: hash with password_hash, in a thread so the event loop keeps serving
+    raise NotImplementedError("exercise 05.1 is yours to do: `uv run workshop hint 05.1`")
+    # END EXERCISE
+
+
+async def verify_password(password: str, hashed: str) -> bool:
+    """Whether the password matches the hash; in constant time, in a thread."""
+    # EXERCISE 05.1: verify with password_hash, in a thread too
+    raise NotImplementedError("exercise 05.1 is yours to do: `uv run workshop hint 05.1`")
+    # END EXERCISE
+
+
+def create_access_token(*, user_id: int, settings: Settings, key: str) -> str:
+    """A signed token that says who the user is, for whom, and until when."""
+    # EXERCISE 05.2: encode sub, aud, iat and exp with HS256 and the key
+    raise NotImplementedError("exercise 05.2 is yours to do: `uv run workshop hint 05.2`")
+    # END EXERCISE
+
+
+def decode_token(token: str, *, settings: Settings, key: str) -> int:
+    """The user id a token carries; jwt.InvalidTokenError when it is not one of ours."""
+    # EXERCISE 05.2: decode with every check: our algorithm only, the audience, the expiry
+    raise NotImplementedError("exercise 05.2 is yours to do: `uv run workshop hint 05.2`")
+    # END EXERCISE
+
+
+UNAUTHORIZED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED,
+    "Not authenticated",  # as FastAPI says when there is no token at all
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+async def current_user(
+    request: Request, session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> User:
+    """The active user the bearer token names: one query, and no hashing."""
+    # EXERCISE 05.3: decode the token, then load the active user in one query, or 401
+    raise NotImplementedError("exercise 05.3 is yours to do: `uv run workshop hint 05.3`")
+    # END EXERCISE
+
+
+CurrentUser = Annotated[User, Depends(current_user)]

@@ -1,0 +1,1 @@
+"""Step 05: authentication, ownership and least privilege: the chapter the article never wrote."""

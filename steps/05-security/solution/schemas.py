@@ -1,0 +1,164 @@
+"""The API's side: what clients send and receive, validated before it reaches the database."""
+
+import math
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+
+# --8<-- [start:storable]
+def storable(value: Any) -> Any:
+    """Refuse what PostgreSQL would refuse, so it never gets that far.
+
+    Its text cannot hold the NUL character, nor half a UTF-16 surrogate pair; JSONB has no
+    NaN or infinity. Checked through nested lists and objects.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
+# --8<-- [end:storable]
+
+# --8<-- [start:types]
+# String(100), and never blank: surrounding spaces are stripped before the length is checked.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(storable),
+]
+# Numeric(10, 2) and price >= 0: at most 10 digits, 2 of them after the point. Never a float.
+# 12.5 becomes 12.50 here, as in the column: a write answers what a read will show.
+Price = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=10, decimal_places=2),
+    AfterValidator(lambda price: price.quantize(Decimal("0.01"))),
+]
+# --8<-- [end:types]
+
+
+# --8<-- [start:base]
+class ItemBase(BaseModel):
+    """The fields a client may set, shared by creating and reading an item."""
+
+    # Unknown fields are refused with a 422, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Text | None = None
+    price: Price
+    attributes: JSONObject = Field(default_factory=dict)
+
+
+class ItemCreate(ItemBase):
+    """POST /items: every field of the base, name and price required."""
+
+
+class ItemUpdate(BaseModel):
+    """PATCH /items/{id}: any subset of the fields; only the ones sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Text | None = None
+    price: Price | None = None
+    attributes: JSONObject | None = None
+
+    # --8<-- [start:not-null]
+    @model_validator(mode="after")
+    def required_fields_are_not_null(self) -> Self:
+        # Left out means "unchanged"; null would empty a NOT NULL column: a 422, here.
+        for field in ("name", "price", "attributes"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+    # --8<-- [end:not-null]
+
+
+# --8<-- [end:base]
+
+
+# --8<-- [start:public]
+class ItemPublic(ItemBase):
+    """What the API shows of an item: the fields declared here, never more."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+# --8<-- [end:public]
+
+
+# --8<-- [start:users]
+class UserCreate(BaseModel):
+    """POST /users: an email and a password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    # 12 or more (OWASP); at most 128 (OWASP ASVS), so no request carries a huge one.
+    password: Annotated[str, StringConstraints(min_length=12, max_length=128)]
+
+    @field_validator("email")
+    @classmethod
+    def lowercase(cls, email: str) -> str:
+        # One account per address, whatever its case.
+        return email.lower()
+
+
+class UserPublic(BaseModel):
+    """What the API shows of a user: never the hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    created_at: AwareDatetime
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+# --8<-- [end:users]
+
+
+# --8<-- [start:page]
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    # Pass it back as `after` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+# 1 to 100 items in one request, written all or nothing.
+ItemsCreate = Annotated[list[ItemCreate], Field(min_length=1, max_length=100)]
+# --8<-- [end:page]

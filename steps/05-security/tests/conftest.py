@@ -1,0 +1,102 @@
+"""Step 05's test helpers: users made straight in the database, and tokens made by the test.
+
+They use pwdlib and PyJWT themselves, not the step's code, so each exercise's tests fail on
+that exercise alone.
+"""
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import jwt
+import pytest
+from pwdlib import PasswordHash
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+PASSWORD = "correct horse battery staple"
+HASHED = PasswordHash.recommended().hash(PASSWORD)  # once: Argon2 is slow on purpose
+
+
+@pytest.fixture
+def settings(pkg: ModuleType, app_database_url: str) -> Any:
+    """The step's settings, with a real secret key (the app refuses to start without one)."""
+    return pkg.config.Settings(_env_file=None, database_url=app_database_url, secret_key=SECRET)
+
+
+def make_token(user_id: int | str, **changes: Any) -> str:
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "aud": "workshop-api",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
+    claims.update(changes)
+    key = claims.pop("key", SECRET)
+    algorithm = claims.pop("algorithm", "HS256")
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm=algorithm)
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    """A token as the app should issue it; keyword arguments replace claims (None drops one;
+    `key` and `algorithm` change the signature)."""
+    return make_token
+
+
+@pytest.fixture
+def auth() -> Callable[[Any], dict[str, str]]:
+    """The Authorization header of a user's valid token."""
+    return lambda user: {"Authorization": f"Bearer {make_token(user.id)}"}
+
+
+@pytest.fixture
+def password() -> str:
+    """Every test user's password."""
+    return PASSWORD
+
+
+@pytest.fixture
+def add_user(pkg: ModuleType, session: AsyncSession) -> Callable[..., Any]:
+    """Make a user (password PASSWORD) in the test's session."""
+
+    async def add(**fields: Any) -> Any:
+        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+        user = pkg.models.User(**{"email": email, "hashed_password": HASHED, **fields})
+        session.add(user)
+        await session.commit()
+        return user
+
+    return add
+
+
+@pytest.fixture
+def add_item(pkg: ModuleType, session: AsyncSession) -> Callable[..., Any]:
+    """Make an item of a user's in the test's session."""
+
+    async def add(owner: Any, **fields: Any) -> Any:
+        name = f"Item {uuid.uuid4().hex[:8]}"
+        item = pkg.models.Item(**{"name": name, "price": 1, "owner_id": owner.id, **fields})
+        session.add(item)
+        await session.commit()
+        return item
+
+    return add
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements run on the test's connection, but the savepoints."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            seen.append(statement.split(None, 1)[0])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
