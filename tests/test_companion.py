@@ -205,3 +205,19 @@ def test_watch_checks_again_when_a_file_is_saved(copy: Course) -> None:
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_verify_says_the_course_is_sound_or_what_is_wrong(copy: Course) -> None:
+    code, output = run("verify")
+    assert code == 0, output
+    assert "The course is sound: 2 steps" in output
+    starter = copy.step("01").app_dir / "config.py"
+    starter.write_text(starter.read_text() + "# a change by hand\n")
+    code, output = run("verify")
+    assert code == 1 and "steps/01-setup/app/config.py is stale" in output
+
+
+def test_output_reads_without_colour(copy: Course) -> None:
+    result = CliRunner().invoke(app, ["status"], env={"NO_COLOR": "1", "COLUMNS": "120"})
+    assert result.exit_code == 0
+    assert "\x1b[" not in result.output and "01.1" in result.output

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from workshop import transcript
 from workshop.course import Course, Step
 
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"', re.M)
@@ -66,3 +67,8 @@ def test_docs_never_own_python_code(course: Course) -> None:
             lines = [line.strip() for line in block.splitlines() if line.strip()]
             pasted = [line for line in lines if not line.startswith("--8<--")]
             assert not pasted, f"{page.relative_to(course.root)} pastes code: {pasted[:2]}"
+
+
+def test_the_companions_transcript_is_what_the_commands_print(course: Course) -> None:
+    committed = (course.root / transcript.TRANSCRIPT).read_text(encoding="utf-8")
+    assert transcript.make(course) == committed, "run `workshop dev transcript`"

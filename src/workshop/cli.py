@@ -201,7 +201,7 @@ def db_reset(
     server = database.resolve_server(root)
     database.run_sync(database.drop_database(server.url, database.WORKSHOP_DATABASE))
     database.workshop_database_url(root)
-    console.print("The workshop's database is empty again; `workshop run NN` migrates it.")
+    console.print(f"The workshop's database is empty again; `{COMMAND} run NN` migrates it.")
 
 
 @command(db_app, "psql")
@@ -239,6 +239,17 @@ def dev_sync(
         console.print(f"kept (changed by hand; --force overwrites): {relative(path, course.root)}")
     if not written and not kept:
         console.print("Every generated file is in sync with the solutions.")
+
+
+@command(dev_app, "transcript")
+def dev_transcript() -> None:
+    """Run the companion on a fresh copy of the course and write the docs' transcript."""
+    from . import transcript
+
+    course = Course()
+    path = course.root / transcript.TRANSCRIPT
+    path.write_text(transcript.make(course), encoding="utf-8")
+    console.print(f"written: {relative(path, course.root)}")
 
 
 # The learner's companion commands (status, check, hint, watch, reset, diff, ...) register

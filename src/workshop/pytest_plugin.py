@@ -308,6 +308,23 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The kind (SELECT, INSERT, ...) of each SQL statement run on the test's connection,
+    the one `client` shares with `session`; the savepoints that stand in for commits aside."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            seen.append(statement.split(None, 1)[0])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
 def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastAPI:
     """The step's app, built by its `create_app(settings)`.
 

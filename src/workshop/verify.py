@@ -23,6 +23,7 @@ def starter_copy(course: Course, destination: Path) -> Course:
     """A copy of the course whose app/ folders are freshly generated starters: the learner's
     own work in app/ cannot change what is verified."""
     shutil.copy(course.root / "pyproject.toml", destination)
+    shutil.copytree(course.root / "docs", destination / "docs")
     for step in course.steps:
         ignore = shutil.ignore_patterns("app", "__pycache__")
         shutil.copytree(step.dir, destination / "steps" / step.name, ignore=ignore)

@@ -1,6 +1,5 @@
 """Step 05 checks: passwords are stored as Argon2id hashes, and logins give nothing away."""
 
-import statistics
 import time
 import uuid
 from types import ModuleType
@@ -85,5 +84,6 @@ async def test_an_unknown_email_costs_as_much_as_a_known_one(
     for n in range(6):
         known.append(await timed(user.email))
         unknown.append(await timed(f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.com"))
+    # The fastest run of each is the least disturbed by whatever else the machine does.
     # Without the dummy hash check an unknown email answers in a fraction of the time.
-    assert statistics.median(unknown) > 0.75 * statistics.median(known)
+    assert min(unknown) > 0.75 * min(known)
