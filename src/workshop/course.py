@@ -63,6 +63,10 @@ class Step:
         return self.solution_dir if solution else self.app_dir
 
     @property
+    def has_migrations(self) -> bool:
+        return (self.dir / "alembic.ini").is_file()
+
+    @property
     def docs_page(self) -> Path:
         return self.dir.parent.parent / "docs" / "steps" / f"{self.name}.md"
 

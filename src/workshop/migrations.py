@@ -24,7 +24,7 @@ from .loader import load_package
 
 
 def has_migrations(step: Step) -> bool:
-    return (step.dir / "alembic.ini").is_file()
+    return step.has_migrations
 
 
 @dataclass(frozen=True)

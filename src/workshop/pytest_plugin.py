@@ -31,11 +31,12 @@ from .database import (
     test_database_name,
 )
 from .loader import load_package
-from .migrations import Migrations, has_migrations
 from .testing import serve
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from .migrations import Migrations
 
 STUB_MESSAGE = re.compile(r"exercise (?P<id>\d\d\.\d+) is yours to do")
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -177,7 +178,10 @@ class TestDatabases:
             name = test_database_name(step.number)
             run_sync(create_database(self.server.url, name))
             self.names[step.dir] = name
-            if has_migrations(step):
+            if step.has_migrations:
+                # Imported here: Alembic costs a third of a second, and steps 01-02 have none.
+                from .migrations import Migrations
+
                 try:
                     run_sync(Migrations(step, self.solution).upgrade(self.url(name)))
                 except Exception as exc:
@@ -260,14 +264,19 @@ def empty_database_url(step: Step, database_url: str, workshop_databases: TestDa
 @pytest.fixture
 def migrations(step: Step, request: pytest.FixtureRequest) -> Migrations:
     """The migrations of the package under test (`app/`, or `solution/` with --solution)."""
+    from .migrations import Migrations
+
     return Migrations(step, request.config.getoption("solution"))
 
 
 @pytest.fixture
-def app_database_url(database_url: str, migrations: Migrations) -> str:
+def app_database_url(step: Step, database_url: str, request: pytest.FixtureRequest) -> str:
     """The throwaway database as the app sees it: as the app's own role, when the step has
     one (step 05's least privilege), else the same as `database_url`."""
-    return migrations.app_url(database_url) if has_migrations(migrations.step) else database_url
+    if not step.has_migrations:
+        return database_url
+    migrations: Migrations = request.getfixturevalue("migrations")
+    return migrations.app_url(database_url)
 
 
 @pytest.fixture
