@@ -22,9 +22,9 @@ from rich.table import Table
 from . import database, progress, starter, verify
 from .checks import run_checks
 from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, relative
-from .course import Course, Exercise, Step, WorkshopError
+from .course import Course, Exercise, Step, UnknownName, WorkshopError
 from .generate import DIFF_NAME
-from .starter import END, START, package_files, starter_files
+from .starter import END, SNIPPET, START, package_files, starter_files
 
 OptionalStep = Annotated[
     str | None, typer.Argument(help="The step's number, for example 01 (default: yours).")
@@ -86,7 +86,8 @@ def status(
 ) -> None:
     """Every step and exercise, done or not (from the real checks, cached)."""
     course = Course()
-    states = progress.course_progress(course)
+    with console.status("Checking every step (the first time takes a while)..."):
+        states = progress.course_progress(course)
     if as_json:
         print(json.dumps([asdict(s) | {"complete": s.complete} for s in states], indent=1))
         return
@@ -169,6 +170,8 @@ def hint(
         console.print(
             f"  ({len(exercise.hints) - count} more: `{COMMAND} hint {exercise.id}` again)"
         )
+    else:
+        console.print(f"  (no more hints: `{COMMAND} solution {exercise.id}` shows the answer)")
     console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
 
 
@@ -186,6 +189,14 @@ def watch(step: OptionalStep = None) -> None:
         console.print(f"\nWatching {relative(chosen.app_dir, course.root)} (Ctrl+C stops)...")
         for _ in changes(chosen.app_dir, chosen.dir / "tests", debounce=200, step=50):
             break
+
+
+def show_code(code: str, lexer: str) -> None:
+    """Code in colour on a terminal, wrapped, never cut; as plain text into a pipe."""
+    if console.is_terminal:
+        console.print(Syntax(code, lexer, background_color="default", word_wrap=True))
+    else:
+        print(code, end="")
 
 
 # -- a way back -----------------------------------------------------------------------------
@@ -233,6 +244,11 @@ def reset(
         kept = relative(saved, course.root)
         console.print(f"Step {chosen.number} is back to its starter. Your files: {kept}")
         return
+    if exercise_id.split(".")[0].zfill(2) != chosen.number:
+        raise UnknownName(
+            f"Exercise {exercise_id} is not step {chosen.number}'s: "
+            f"`{COMMAND} reset {exercise_id.split('.')[0].zfill(2)} --exercise {exercise_id}`."
+        )
     exercise = chosen.exercise(exercise_id)
     changed: list[tuple[Path, str]] = []
     for rel, text in starters.items():
@@ -272,21 +288,22 @@ def diff(
     if previous:
         path = chosen.dir / DIFF_NAME
         if not path.exists():
-            raise WorkshopError(f"Step {chosen.number} is the first: there is no step before it.")
+            raise UnknownName(f"Step {chosen.number} is the first: there is no step before it.")
         text = path.read_text(encoding="utf-8")
     else:
         chunks = []
         for solution_file in package_files(chosen.solution_dir):
             rel = solution_file.relative_to(chosen.solution_dir)
             mine = chosen.app_dir / rel
+            reference = solution_file.read_text(encoding="utf-8").splitlines(keepends=True)
             chunks += difflib.unified_diff(
                 mine.read_text(encoding="utf-8").splitlines(keepends=True) if mine.exists() else [],
-                solution_file.read_text(encoding="utf-8").splitlines(keepends=True),
+                [line for line in reference if not SNIPPET.match(line)],  # the docs' markers
                 fromfile=f"app/{rel.as_posix()} (yours)",
                 tofile=f"solution/{rel.as_posix()}",
             )
         text = "".join(chunks)
-    console.print(Syntax(text or "(no difference)\n", "diff", background_color="default"))
+    show_code(text or "(no difference)\n", "diff")
 
 
 @command(app, panel=LEARN)
@@ -304,7 +321,7 @@ def solution(
         if (span := block(lines, exercise.id)) is not None:
             code = "".join(x for x in lines[span[0] : span[1] + 1] if "--8<--" not in x)
             console.print(relative(path, course.root))
-            console.print(Syntax(code, "python", background_color="default"))
+            show_code(code, "python")
 
 
 # -- tools ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ own tests call these same functions.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import generate, starter
 from .checks import StepReport, run_steps
 from .course import Course, Step
+from .database import resolve_server
 
 Reports = dict[Step, StepReport]
 
@@ -116,6 +118,10 @@ def generated_problems(course: Course) -> list[str]:
 
 def verify(course: Course, scratch: Path, env: Mapping[str, str] | None = None) -> list[str]:
     """Every problem with the course; [] when it is sound."""
+    if env is None:
+        # The copy runs on this course's server, not on an embedded server of its own.
+        url = resolve_server(course.root).url.render_as_string(hide_password=False)
+        env = {**os.environ, "DATABASE_URL": url}
     solutions, starters = run_all(course, starter_copy(course, scratch), env)
     problems = generated_problems(course)
     for step in course.steps:
