@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -75,12 +76,16 @@ def test_run_refuses_a_taken_port() -> None:
     assert f"Port {port} is taken" in result.output
 
 
-def test_run_serves_the_step_on_the_workshops_database(course: Course, server: Server) -> None:
+def served(root: Path, server: Server, *args: str) -> tuple[httpx.Response, str]:
+    """Start `workshop run` with these arguments, GET /health once it answers, stop it.
+
+    Returns the response and everything the command printed.
+    """
     port = free_port()
     env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
-    command = [sys.executable, "-m", "workshop", "run", "01", "--solution", "--port", str(port)]
+    command = [sys.executable, "-m", "workshop", "run", *args, "--port", str(port)]
     process = subprocess.Popen(
-        command, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 30
@@ -92,9 +97,23 @@ def test_run_serves_the_step_on_the_workshops_database(course: Course, server: S
                 assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
                 assert time.monotonic() < deadline, "the app did not start within 30 s"
                 time.sleep(0.2)
-        assert response.status_code == 200
-        assert response.json()["status"] == "ok"
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert f"http://127.0.0.1:{port}/docs" in output
+    return response, output
+
+
+def test_run_serves_the_step_on_the_workshops_database(course: Course, server: Server) -> None:
+    response, _ = served(course.root, server, "01", "--solution")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_run_says_in_one_line_which_exercise_a_request_reached(
+    starter_course: Course, server: Server
+) -> None:
+    response, output = served(starter_course.root, server, "01")
+    assert response.status_code == 500
+    assert "exercise 01.3 is yours to do: `uv run workshop hint 01.3`" in output
+    assert "Traceback" not in output

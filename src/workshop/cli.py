@@ -17,6 +17,7 @@ from rich.console import Console
 from . import database, generate
 from .course import COMMAND, Course, WorkshopError
 from .migrations import Migrations, has_migrations
+from .serving import log_config
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -108,6 +109,7 @@ def run(
         port=port,
         reload=reload,
         reload_dirs=[str(chosen.package_dir(solution=solution))] if reload else None,
+        log_config=log_config(),
     )
 
 

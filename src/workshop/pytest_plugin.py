@@ -8,7 +8,6 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +30,7 @@ from .database import (
     test_database_name,
 )
 from .loader import load_package
+from .starter import STUB_MESSAGE
 from .testing import serve
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from .migrations import Migrations
 
-STUB_MESSAGE = re.compile(r"exercise (?P<id>\d\d\.\d+) is yours to do")
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
 

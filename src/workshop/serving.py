@@ -1,0 +1,30 @@
+"""How `workshop run` logs: uvicorn's own configuration, with unfinished exercises shortened."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+
+from .starter import STUB_MESSAGE
+
+
+class ExerciseStubFilter(logging.Filter):
+    """A request that reached an exercise's stub logs one line saying what to do, instead of
+    a traceback of forty lines with that line at the bottom."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, NotImplementedError) and STUB_MESSAGE.match(str(error)):
+            record.msg, record.args = "%s (the request answered 500)", (error,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"exercise_stubs": {"()": "workshop.serving.ExerciseStubFilter"}}
+    config["handlers"]["default"]["filters"] = ["exercise_stubs"]
+    return config
