@@ -88,6 +88,9 @@ def run_steps(
             last = output.strip().splitlines()[-1:] or ["(no output)"]
             raise WorkshopError(f"pytest could not run the checks: {last[0]}")
         data = json.loads(report.read_text())
+        if not data and done.returncode != 0:  # stopped before any test: say why
+            last = output.strip().splitlines()[-1:] or ["(no output)"]
+            raise WorkshopError(last[0].strip("! ").replace("_pytest.outcomes.Exit: ", ""))
     reports = {}
     for step in steps:
         prefix = f"{step.dir.relative_to(root).as_posix()}/"

@@ -8,16 +8,18 @@ import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import asyncpg
 import typer
-from alembic.util import CommandError
 from rich.console import Console
 
 from . import database, generate
 from .course import COMMAND, Course, WorkshopError
-from .migrations import Migrations, has_migrations
 from .serving import log_config
+
+if TYPE_CHECKING:
+    from .migrations import Migrations
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -90,7 +92,9 @@ def run(
             )
     url = database.workshop_database_url(course.root)
     url_text = url.render_as_string(hide_password=False)
-    if has_migrations(chosen):
+    if chosen.has_migrations:
+        from .migrations import Migrations  # Alembic costs a third of a second to import
+
         migrations = Migrations(chosen, solution)
         migrate(migrations, url_text)
         url_text = migrations.app_url(url_text)  # as the app's role, from step 05 on
@@ -125,12 +129,21 @@ def local_secret(root: Path) -> str:
 
 def migrate(migrations: Migrations, url: str) -> None:
     """Bring the workshop's database to the step's latest revision."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         database.run_sync(migrations.upgrade(url))
     except CommandError as exc:  # a revision this step does not know: a later step's
         raise WorkshopError(
             f"The workshop's database has a schema this step does not know ({exc}): start it "
             f"afresh with `{COMMAND} db reset`."
+        ) from exc
+    except (SQLAlchemyError, asyncpg.PostgresError) as exc:
+        raise WorkshopError(
+            f"Migrating step {migrations.step.number}'s database failed "
+            f"({type(exc).__name__}): DATABASE_URL's user must own the database and may "
+            "create roles (`workshop doctor` checks the server)."
         ) from exc
     console.print(f"Migrated the database to step {migrations.step.number}'s latest revision.")
 
@@ -160,8 +173,13 @@ def db_stop() -> None:
     if database.ToolkitSettings.load(root).database_url:
         console.print("DATABASE_URL points at a server of your own: the workshop leaves it alone.")
         return
-    stopped = database.EmbeddedServer.for_root(root).stop()
-    console.print("The embedded PostgreSQL is stopped." if stopped else "It was not running.")
+    embedded = database.EmbeddedServer.for_root(root)
+    if not embedded.is_running():
+        console.print("The embedded PostgreSQL was not running.")
+        return
+    if not embedded.stop():
+        raise WorkshopError(f"The embedded PostgreSQL did not stop: see {embedded.pgdata / 'log'}.")
+    console.print("The embedded PostgreSQL is stopped.")
 
 
 @command(db_app, "status")

@@ -32,8 +32,9 @@ OptionalStep = Annotated[
 ExerciseArg = Annotated[str, typer.Argument(help="The exercise, for example 01.2.")]
 
 
-def marker_of(step: Step, exercise: Exercise) -> starter.Marker | None:
-    return next((m for m in starter.markers(step) if m.exercise_id == exercise.id), None)
+def marker_of(step: Step, exercise: Exercise, *, solution: bool = False) -> starter.Marker | None:
+    found = starter.markers(step, solution=solution)
+    return next((m for m in found if m.exercise_id == exercise.id), None)
 
 
 def next_commands(step: Step, exercise: Exercise | None) -> list[str]:
@@ -112,7 +113,7 @@ def check(
     with console.status(f"Checking step {chosen.name}..."):
         report = run_checks(chosen, solution=solution)
     if not solution:
-        progress.remember(course, chosen)
+        progress.remember(course, chosen, report=report)
     table = Table(title=f"Step {chosen.name}")
     for column in ("exercise", "title", "checks"):
         table.add_column(column)
@@ -124,15 +125,15 @@ def check(
     console.print(table)
     for failure in report.other_failures:
         console.print(f"[red]failing[/] {failure.nodeid} (not an exercise: it worked before)")
+    if report.other_failures:
+        # Something beyond the exercises broke (a syntax error, say): pytest's own words.
+        console.print("\n".join(report.output.strip().splitlines()[-15:]), soft_wrap=True)
     if report.complete:
         console.print(f"[green]Step {chosen.number} is complete.[/]")
         return
     if report.unfinished:
         exercise = report.unfinished[0]
-        where = next(
-            (m for m in starter.markers(chosen, solution=solution) if m.exercise_id == exercise.id),
-            None,
-        )
+        where = marker_of(chosen, exercise, solution=solution)
         console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {exercise.title}")
         if where is not None:
             place = f"{relative(where.path, course.root)}:{where.line}"
@@ -156,7 +157,10 @@ def hint(
     course = Course()
     chosen, exercise = course.exercise(exercise_id)
     path = hints_path(course)
-    seen: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        seen: dict[str, int] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        seen = {}
     count = (
         len(exercise.hints) if show_all else min(seen.get(exercise.id, 0) + 1, len(exercise.hints))
     )
@@ -319,7 +323,7 @@ def solution(
     for path in package_files(chosen.solution_dir):
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         if (span := block(lines, exercise.id)) is not None:
-            code = "".join(x for x in lines[span[0] : span[1] + 1] if "--8<--" not in x)
+            code = "".join(x for x in lines[span[0] : span[1] + 1] if not SNIPPET.match(x))
             console.print(relative(path, course.root))
             show_code(code, "python")
 

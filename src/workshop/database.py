@@ -23,6 +23,7 @@ import asyncpg
 import psutil
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from .course import COMMAND, WorkshopError, find_root
 
@@ -54,7 +55,13 @@ class ToolkitSettings(BaseSettings):
 
 def asyncpg_url(url: str | URL) -> URL:
     """The same server and database, spelled for SQLAlchemy's asyncpg driver."""
-    parsed = make_url(url) if isinstance(url, str) else url
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            "DATABASE_URL is not a URL: it looks like "
+            "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop."
+        ) from None
     if parsed.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
         raise DatabaseUnavailable(
             "DATABASE_URL must be a PostgreSQL URL such as "
@@ -187,6 +194,11 @@ def server_version(url: URL) -> str:
     try:
         return run_sync(_probe(url))
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if url.query.get("host", "").endswith("pgdata"):  # the embedded server's socket
+            raise DatabaseUnavailable(
+                f"The embedded PostgreSQL does not answer ({type(exc).__name__}): "
+                f"`{COMMAND} db stop`, then `{COMMAND} db start`."
+            ) from exc
         raise DatabaseUnavailable(
             f"PostgreSQL at {describe(url)} (from DATABASE_URL) does not answer "
             f"({type(exc).__name__}): start that server (`docker compose up -d`), or remove "

@@ -129,10 +129,31 @@ def stale_files(course: Course) -> list[Path]:
     return sorted(stale + extra)
 
 
+def in_git(path: Path) -> bool:
+    """Whether the file's folder is in a git checkout (not a ZIP download, say)."""
+    folder = next((p for p in (path, *path.parents) if p.is_dir()), path)
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"],
+            cwd=folder,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:  # no git on this machine
+        return False
+    return done.returncode == 0
+
+
 def learners_work(path: Path) -> bool:
-    """Whether a committed file holds changes someone made by hand since the last commit."""
+    """Whether a file holds changes someone made by hand: since the last commit, or, with
+    no git to ask, whenever it differs (then nothing can tell it from a learner's work)."""
+    current = current_text(path)
+    if current is None:
+        return False
+    if not in_git(path):
+        return True
     committed = committed_text(path)
-    return committed is not None and current_text(path) not in (None, committed)
+    return committed is not None and current != committed
 
 
 def sync(course: Course, *, force: bool = False) -> tuple[list[Path], list[Path]]:
