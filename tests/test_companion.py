@@ -222,3 +222,13 @@ def test_output_reads_without_colour(copy: Course) -> None:
     result = CliRunner().invoke(app, ["status"], env={"NO_COLOR": "1", "COLUMNS": "120"})
     assert result.exit_code == 0
     assert "\x1b[" not in result.output and "01.1" in result.output
+
+
+def test_check_says_when_the_database_is_down(
+    copy: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    code, output = run("check", "01")
+    assert code == 1
+    assert "does not answer" in output and "Next: exercise" not in output
+    assert not (copy.root / ".workshop" / "progress.json").exists()  # nothing cached

@@ -136,3 +136,13 @@ async def database_names(url: URL) -> set[str]:
         return {row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")}
     finally:
         await connection.close()
+
+
+def test_a_malformed_database_url_is_one_sentence(
+    course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(course.root)
+    result = CliRunner().invoke(app, ["db", "url"], env={"DATABASE_URL": "not a url at all"})
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("DATABASE_URL is not a URL")
+    assert "Traceback" not in result.output
