@@ -6,6 +6,7 @@ import functools
 import os
 import secrets
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -228,8 +229,11 @@ def db_reset(
 def db_psql() -> None:
     """Open psql on the workshop's database."""
     url = database.workshop_database_url(Course().root)
-    psql = database.psql_command()
-    os.execv(psql, [psql, database.libpq_dsn(url)])
+    # The password travels in the environment, never on a command line others can list.
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    dsn = database.libpq_dsn(url.set(password=None))
+    done = subprocess.run([database.psql_command(), dsn], env=env, check=False)
+    raise typer.Exit(done.returncode)
 
 
 # -- maintainers ----------------------------------------------------------------------------
