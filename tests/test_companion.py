@@ -147,6 +147,7 @@ def test_solution_asks_first(copy: Course) -> None:
         ["solution", "09.1", "--yes"],
         ["hint", "01.9"],
         ["check", "9"],
+        ["watch", "09"],
     ],
 )
 def test_unknown_steps_and_exercises_are_exit_code_2(copy: Course, command: list[str]) -> None:
