@@ -144,6 +144,7 @@ def test_solution_asks_first(copy: Course) -> None:
     [
         ["diff", "09"],
         ["reset", "09"],
+        ["reset", "01", "--exercise", "02.1"],
         ["solution", "09.1", "--yes"],
         ["hint", "01.9"],
         ["check", "9"],
