@@ -75,6 +75,10 @@ def test_render_starter_keeps_instructions_and_stubs(tmp_path: Path) -> None:
         ("# EXERCISE 01.9: nothing\npass\n# END EXERCISE\n", "01.9 is not in exercises.toml"),
         ("# EXERCISE 01.1: open\npass\n", "01.1 has no `# END EXERCISE`"),
         ("pass\n# END EXERCISE\n", "`# END EXERCISE` without an `# EXERCISE`"),
+        (
+            "# EXERCISE 01.1: a\npass\n# EXERCISE 01.2: b\npass\n# END EXERCISE\n",
+            "an `# EXERCISE` inside exercise 01.1",
+        ),
     ],
 )
 def test_bad_markers_are_refused(tmp_path: Path, source: str, problem: str) -> None:

@@ -58,6 +58,11 @@ def render_starter(text: str, exercises: dict[str, Exercise], path: Path) -> str
         if SNIPPET.match(line):
             continue
         if open_block is not None:
+            if START.match(line):
+                raise WorkshopError(
+                    f"{path}:{number}: an `# EXERCISE` inside exercise {open_block['id']}, "
+                    "which has no `# END EXERCISE` before it."
+                )
             if END.match(line):
                 out.append(line)  # the starter keeps both markers: your code goes between
                 open_block = None
