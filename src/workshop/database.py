@@ -206,9 +206,7 @@ def server_version(url: URL) -> str:
         ) from exc
 
 
-def resolve_server(
-    root: Path | None = None, *, settings: ToolkitSettings | None = None, start: bool = True
-) -> Server:
+def resolve_server(root: Path | None = None, *, settings: ToolkitSettings | None = None) -> Server:
     """The server to use: DATABASE_URL when it is set, otherwise the embedded one."""
     root = root or find_root()
     settings = settings or ToolkitSettings.load(root)
@@ -216,10 +214,7 @@ def resolve_server(
         url = asyncpg_url(settings.database_url)
         server_version(url)
         return Server(url=url, source="DATABASE_URL")
-    embedded = EmbeddedServer.for_root(root, settings)
-    if not start and not embedded.is_running():
-        raise DatabaseUnavailable(f"The embedded PostgreSQL is not running: `{COMMAND} db start`.")
-    return Server(url=embedded.start(), source="embedded")
+    return Server(url=EmbeddedServer.for_root(root, settings).start(), source="embedded")
 
 
 async def create_database(server: URL, name: str) -> None:

@@ -23,10 +23,6 @@ from .database import APP_ROLE_PASSWORD, provision_roles
 from .loader import load_package
 
 
-def has_migrations(step: Step) -> bool:
-    return step.has_migrations
-
-
 @dataclass(frozen=True)
 class Migrations:
     """The migrations of a step's `app/` (or `solution/`)."""
