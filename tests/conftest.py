@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workshop import verify
+from workshop import verify, wrong_answers
 from workshop.course import Course
 from workshop.database import Server, resolve_server
 
@@ -44,6 +44,15 @@ def reports(
     course: Course, starter_course: Course, server_env: dict[str, str]
 ) -> tuple[verify.Reports, verify.Reports]:
     return verify.run_all(course, starter_course, server_env)
+
+
+@pytest.fixture(scope="session")
+def verdicts(
+    course: Course, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> list[wrong_answers.Verdict]:
+    """Every wrong answer of every step's catalogue, tried on its exercise's tests."""
+    scratch = tmp_path_factory.mktemp("wrong")
+    return wrong_answers.run_catalogue(course, course.steps, scratch, server_env)
 
 
 @pytest.fixture(scope="session")

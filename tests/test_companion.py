@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from workshop import verify
+from workshop.checks import StepReport, TestOutcome
 from workshop.cli import app
 from workshop.course import Course
 
@@ -74,6 +75,10 @@ def test_status_is_cached_and_refreshed_when_a_file_changes(copy: Course) -> Non
 def test_check_exits_0_only_when_the_step_is_complete(copy: Course) -> None:
     code, output = run("check", "01")
     assert code == 1 and "Next: exercise 01.1" in output
+    # The first failing check of that exercise, and why it fails, before any hint.
+    assert "Failing: tests/test_settings.py::" in output
+    assert "is yours to do" in output or "Error:" in output
+    assert "to do (0/" in output and "done (" not in output
     finish(copy, "01")
     code, output = run("check", "01")
     assert code == 0 and "Step 01 is complete." in output
@@ -87,6 +92,24 @@ def test_hint_shows_one_more_hint_each_time(copy: Course) -> None:
     assert f"2. {hints[1]}" in second and "3. " not in second
     everything = run("hint", "01.2", "--all")[1]
     assert all(f"{n}. {hint}" in everything for n, hint in enumerate(hints, start=1))
+
+
+def test_every_hint_prints_verbatim(
+    course: Course, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hints quote code such as `Mapped[str | None]`: printed as written, never as markup."""
+    shutil.copy(course.root / "pyproject.toml", tmp_path)
+    for step in course.steps:
+        (tmp_path / "steps" / step.name).mkdir(parents=True)
+        shutil.copy(step.dir / "exercises.toml", tmp_path / "steps" / step.name)
+    monkeypatch.chdir(tmp_path)
+    for step in course.steps:
+        for exercise in step.exercises:
+            code, output = run("hint", exercise.id, "--all")
+            assert code == 0, output
+            assert f"Exercise {exercise.id}: {exercise.title}" in output
+            for number, hint in enumerate(exercise.hints, start=1):
+                assert f"{number}. {hint}\n" in output, f"hint {exercise.id}/{number}"
 
 
 def test_reset_one_exercise_keeps_the_rest_and_a_backup(copy: Course) -> None:
@@ -234,3 +257,28 @@ def test_check_says_when_the_database_is_down(
     assert code == 1
     assert "does not answer" in output and "Next: exercise" not in output
     assert not (copy.root / ".workshop" / "progress.json").exists()  # nothing cached
+
+
+def test_a_row_never_contradicts_itself(course: Course) -> None:
+    """`done` only when every check passes; `waits on` when the failures are another's."""
+    step = course.step("05")
+    first, second = step.exercises[2], step.exercises[3]  # 05.3 and 05.4
+
+    def outcome(name: str, result: str, blame: str | None, *ids: str) -> TestOutcome:
+        return TestOutcome(name, result, ids, blame)
+
+    report = StepReport(
+        step,
+        solution=False,
+        tests=[
+            outcome("a", "passed", None, first.id),
+            outcome("b", "failed", second.id, first.id, second.id),
+            outcome("c", "failed", second.id, second.id),
+        ],
+        output="",
+    )
+    assert report.state(first) == f"waits on {second.id} (1/2 pass)"
+    assert report.state(second) == "to do (0/2 pass)"
+    assert report.done(first) and not report.done(second)
+    # An exercise with no check run is not done either.
+    assert [e.id for e in report.unfinished] == ["05.1", "05.2", "05.4", "05.5"]

@@ -93,6 +93,20 @@ def test_two_processes_starting_a_new_embedded_server_share_it(
     assert not EmbeddedServer(pgdata).is_running()
 
 
+def test_psql_passes_its_own_options_through(course: Course, server_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "db", "psql", "-At", "-c", "SELECT 6 * 7"],
+        cwd=course.root,
+        env=server_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "42"
+
+
 def test_psql_opens_on_the_workshops_database(course: Course, server: Server) -> None:
     env = {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
     done = subprocess.run(

@@ -72,3 +72,16 @@ def test_docs_never_own_python_code(course: Course) -> None:
 def test_the_companions_transcript_is_what_the_commands_print(course: Course) -> None:
     committed = (course.root / transcript.TRANSCRIPT).read_text(encoding="utf-8")
     assert transcript.make(course) == committed, "run `workshop dev transcript`"
+
+
+def test_pages_count_no_checks_by_hand(course: Course) -> None:
+    """A count of checks typed into a page is a copy that drifts: the table says it."""
+    for page in (course.root / "docs").rglob("*.md"):
+        counted = re.findall(r"\b\d+ (?:checks? )?for \d\d\.\d", page.read_text(encoding="utf-8"))
+        assert not counted, f"{page.name}: {counted}"
+
+
+def test_test_files_named_in_the_docs_exist(course: Course) -> None:
+    for page in [course.root / "README.md", *(course.root / "docs").rglob("*.md")]:
+        for path in re.findall(r"`([\w./-]*tests/[\w/]+\.py)", page.read_text(encoding="utf-8")):
+            assert (course.root / path).is_file(), f"{page.name} names {path}"

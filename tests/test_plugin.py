@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from typing import Any
 
 import asyncpg
 import pytest
 
 from workshop.database import Server, libpq_dsn
+from workshop.pytest_plugin import settle_blame
 
 PYPROJECT = """
 [tool.pytest.ini_options]
@@ -160,3 +162,28 @@ def test_an_unknown_exercise_id_is_refused(
     result = pytester.runpytest_subprocess("steps/02-two")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*marked with exercise 02.9*exercises.toml does not list*"])
+
+
+def test_a_failure_is_blamed_on_what_is_really_missing() -> None:
+    """A test of 05.3 and 05.4 that fails while 05.4 alone fails too waits on 05.4: 05.3 is
+    not sent back to the learner. A stub reached names its own exercise, whatever the marks."""
+
+    def entry(outcome: str, *exercises: str, stub: str | None = None) -> dict[str, Any]:
+        return {"outcome": outcome, "exercises": list(exercises), "stub": stub, "blame": None}
+
+    entries = {
+        "both": entry("failed", "05.3", "05.4"),
+        "05.4 alone": entry("failed", "05.4"),
+        "05.3 alone": entry("passed", "05.3"),
+        "stub": entry("failed", "05.3", stub="05.5"),
+    }
+    settle_blame(entries)
+    assert {name: e["blame"] for name, e in entries.items()} == {
+        "both": "05.4",
+        "05.4 alone": "05.4",
+        "05.3 alone": None,
+        "stub": "05.5",
+    }
+    entries["05.3 alone"]["outcome"] = "failed"
+    settle_blame(entries)
+    assert entries["both"]["blame"] == "05.3"  # the first that is surely unfinished

@@ -5,8 +5,13 @@ The same checks as `workshop verify` (workshop/verify.py), step by step.
 
 from __future__ import annotations
 
-from workshop import starter, verify
+import re
+import sys
+from types import ModuleType
+
+from workshop import starter, verify, wrong_answers
 from workshop.course import Course, Step
+from workshop.loader import load_package
 
 
 def test_solution_passes_every_check(a_step: Step, solution_reports: verify.Reports) -> None:
@@ -17,6 +22,13 @@ def test_solution_passes_every_check(a_step: Step, solution_reports: verify.Repo
 def test_starter_fails_exactly_its_exercises(a_step: Step, starter_reports: verify.Reports) -> None:
     report = starter_reports[a_step]
     assert not verify.starter_problems(report), report.output
+
+
+def test_every_wrong_answer_fails_its_exercise(
+    a_step: Step, verdicts: list[wrong_answers.Verdict]
+) -> None:
+    """Each exercise's catalogue of wrong answers: its tests reject every one of them."""
+    assert not wrong_answers.problems(a_step, verdicts)
 
 
 def test_every_exercise_is_complete(a_step: Step, solution_reports: verify.Reports) -> None:
@@ -36,3 +48,28 @@ def test_starter_names_each_exercise_and_its_hint(a_step: Step, starter_course: 
     for exercise in a_step.exercises:
         if exercise.stub is None:
             assert starter.default_stub(exercise.id) in code
+
+
+def test_hints_quote_only_names_the_step_has(a_step: Step) -> None:
+    """A hint that says `Item.search` sends the learner after a name that is not there: every
+    dotted name a hint quotes, from a class or module of the step, must exist."""
+    package = load_package(a_step, solution=True)
+    owned: dict[str, object] = {}
+    for module in [
+        package,
+        *(m for n, m in sys.modules.items() if n.startswith(f"{package.__name__}.")),
+    ]:
+        for name, value in vars(module).items():
+            defined_here = getattr(value, "__module__", getattr(value, "__name__", ""))
+            if isinstance(value, type | ModuleType) and defined_here.startswith(package.__name__):
+                owned[name] = value
+    for exercise in a_step.exercises:
+        for hint in exercise.hints:
+            for quoted in re.findall(r"`([^`]+)`", hint):
+                for first, rest in re.findall(r"\b([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)", quoted):
+                    if first not in owned:
+                        continue
+                    value = owned[first]
+                    for attribute in rest.strip(".").split("."):
+                        assert hasattr(value, attribute), f"{exercise.id}: `{quoted}`"
+                        value = getattr(value, attribute)

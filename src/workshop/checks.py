@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ class TestOutcome:
     outcome: str  # passed, failed or skipped
     exercises: tuple[str, ...]
     blame: str | None  # the exercise a failure is due to (see the pytest plugin)
+    reason: str | None = None  # why it failed, in one line
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,29 @@ class StepReport:
         return [t for t in self.tests if exercise.id in t.exercises]
 
     def done(self, exercise: Exercise) -> bool:
-        """None of its tests failed because of it, and one at least passed (its others may
-        still wait for a later exercise)."""
+        """It has tests, and none of them failed because of it (some may still wait for
+        another exercise: see `waits_on`)."""
         tests = self.tests_of(exercise)
-        return any(t.outcome == "passed" for t in tests) and not any(
-            t.blame == exercise.id for t in tests
-        )
+        return bool(tests) and not any(t.blame == exercise.id for t in tests)
+
+    def waits_on(self, exercise: Exercise) -> list[str]:
+        """The other exercises that its failing tests are blamed on."""
+        blamed = {t.blame for t in self.tests_of(exercise) if t.outcome == "failed"}
+        return sorted(b for b in blamed if b is not None and b != exercise.id)
+
+    def state(self, exercise: Exercise) -> str:
+        """`done`, `to do (2/3 pass)` or `waits on 05.4 (7/9 pass)`: what a learner reads."""
+        tests = self.tests_of(exercise)
+        passed = sum(t.outcome == "passed" for t in tests)
+        if not self.done(exercise):
+            return f"to do ({passed}/{len(tests)} pass)"
+        if waits := self.waits_on(exercise):
+            return f"waits on {', '.join(waits)} ({passed}/{len(tests)} pass)"
+        return "done"
+
+    def first_failure(self, exercise: Exercise) -> TestOutcome | None:
+        """The first of its tests that fails because of it."""
+        return next((t for t in self.tests_of(exercise) if t.blame == exercise.id), None)
 
     @property
     def unfinished(self) -> list[Exercise]:
@@ -61,9 +79,14 @@ def run_checks(step: Step, *, solution: bool = False) -> StepReport:
 
 
 def run_steps(
-    steps: list[Step], *, solution: bool = False, env: Mapping[str, str] | None = None
+    steps: list[Step],
+    *,
+    solution: bool = False,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> dict[Step, StepReport]:
-    """Run several steps' checks in one pytest process (as `pytest steps/` does)."""
+    """Run several steps' checks in one pytest process (as `pytest steps/` does); `args`
+    go to pytest too."""
     root = steps[0].dir.parent.parent
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
@@ -77,6 +100,7 @@ def run_steps(
             "no:cacheprovider",
             f"--workshop-report={report}",
             *(["--solution"] if solution else []),
+            *args,
         ]
         done = subprocess.run(
             command, cwd=root, env=env, capture_output=True, text=True, check=False
@@ -95,7 +119,13 @@ def run_steps(
     for step in steps:
         prefix = f"{step.dir.relative_to(root).as_posix()}/"
         tests = [
-            TestOutcome(nodeid, entry["outcome"], tuple(entry["exercises"]), entry["blame"])
+            TestOutcome(
+                nodeid,
+                entry["outcome"],
+                tuple(entry["exercises"]),
+                entry["blame"],
+                entry.get("reason"),
+            )
             for nodeid, entry in data.items()
             if nodeid.startswith(prefix)
         ]

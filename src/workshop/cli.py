@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import asyncpg
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from . import database, generate
 from .course import COMMAND, Course, WorkshopError
@@ -47,9 +48,10 @@ def main() -> None:
 
 
 def command(
-    group: typer.Typer, name: str | None = None, panel: str | None = None
+    group: typer.Typer, name: str | None = None, panel: str | None = None, **options: Any
 ) -> Callable[..., Any]:
-    """Register a command whose WorkshopError becomes its one sentence and exit code."""
+    """Register a command whose WorkshopError becomes its one sentence and exit code;
+    `options` go to Typer's `command()`."""
 
     def register(func: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(func)
@@ -57,10 +59,10 @@ def command(
             try:
                 func(*args, **kwargs)
             except WorkshopError as exc:
-                errors.print(str(exc), soft_wrap=True)
+                errors.print(str(exc), soft_wrap=True, markup=False)
                 raise typer.Exit(exc.exit_code) from None
 
-        group.command(name, rich_help_panel=panel)(friendly)
+        group.command(name, rich_help_panel=panel, **options)(friendly)
         return func
 
     return register
@@ -225,14 +227,18 @@ def db_reset(
     console.print(f"The workshop's database is empty again; `{COMMAND} run NN` migrates it.")
 
 
-@command(db_app, "psql")
-def db_psql() -> None:
-    """Open psql on the workshop's database."""
+@command(
+    db_app,
+    "psql",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def db_psql(ctx: typer.Context) -> None:
+    """Open psql on the workshop's database; psql's own options follow (-c "SELECT 1")."""
     url = database.workshop_database_url(Course().root)
     # The password travels in the environment, never on a command line others can list.
     env = {**os.environ, "PGPASSWORD": url.password or ""}
     dsn = database.libpq_dsn(url.set(password=None))
-    done = subprocess.run([database.psql_command(), dsn], env=env, check=False)
+    done = subprocess.run([database.psql_command(), dsn, *ctx.args], env=env, check=False)
     raise typer.Exit(done.returncode)
 
 
@@ -263,6 +269,38 @@ def dev_sync(
         console.print(f"kept (changed by hand; --force overwrites): {relative(path, course.root)}")
     if not written and not kept:
         console.print("Every generated file is in sync with the solutions.")
+
+
+@command(dev_app, "wrong-answers")
+def dev_wrong_answers(
+    steps: Annotated[
+        list[str] | None, typer.Argument(help="Steps to try, for example 04 (default: all).")
+    ] = None,
+) -> None:
+    """Run each exercise's tests on every wrong answer in the catalogue: all must fail."""
+    import tempfile
+
+    from rich.table import Table
+
+    from . import wrong_answers
+
+    course = Course()
+    chosen = [course.step(s) for s in steps] if steps else course.steps
+    url = database.resolve_server(course.root).url.render_as_string(hide_password=False)
+    env = {**os.environ, "DATABASE_URL": url}
+    with tempfile.TemporaryDirectory() as scratch, console.status("Trying the wrong answers..."):
+        verdicts = wrong_answers.run_catalogue(course, chosen, Path(scratch), env)
+    table = Table("wrong answer", "mistake", "caught by")
+    for verdict in verdicts:
+        caught = "\n".join(verdict.caught_by) or Text("NOT CAUGHT", style="red")
+        table.add_row(Text(verdict.wrong.label), Text(verdict.wrong.mistake), caught)
+    console.print(table)
+    problems = [p for step in chosen for p in wrong_answers.problems(step, verdicts)]
+    for problem in problems:
+        console.print(Text("problem ", style="red") + Text(problem))
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"Every one of {len(verdicts)} wrong answers fails its exercise's tests.")
 
 
 @command(dev_app, "transcript")

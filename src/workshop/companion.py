@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from . import database, progress, starter, verify
 from .checks import run_checks
@@ -63,17 +65,17 @@ def where_you_are(ctx: typer.Context) -> None:
         course = Course()
         step, state, exercise = progress.current(course)
     except WorkshopError as exc:
-        console.print(str(exc), soft_wrap=True)
+        console.print(str(exc), soft_wrap=True, markup=False)
         raise typer.Exit(exc.exit_code) from None
     done = sum(state.done.values())
     console.print(
         f"You are on step [bold]{step.name}[/]: {done} of {len(state.done)} exercises done."
     )
     if exercise is not None:
-        console.print(f"Next: exercise [bold]{exercise.id}[/], {exercise.title}.")
+        console.print(f"Next: exercise [bold]{exercise.id}[/], {escape(exercise.title)}.")
         if (marker := marker_of(step, exercise)) is not None:
             place = f"{relative(marker.path, course.root)}:{marker.line}"
-            console.print(f"  {place}  {marker.instruction}", soft_wrap=True)
+            console.print(f"  {place}  {marker.instruction}", soft_wrap=True, markup=False)
     elif state.complete:
         console.print("Every step is complete. Well done.")
     console.print("Then:")
@@ -98,7 +100,7 @@ def status(
     for step, state in zip(course.steps, states, strict=True):
         for exercise in step.exercises:
             mark = "[green]done[/]" if state.done[exercise.id] else "[red]to do[/]"
-            table.add_row(step.name, exercise.id, exercise.title, mark)
+            table.add_row(step.name, exercise.id, Text(exercise.title), mark)
     console.print(table)
 
 
@@ -118,27 +120,35 @@ def check(
     for column in ("exercise", "title", "checks"):
         table.add_column(column)
     for exercise in chosen.exercises:
-        tests = report.tests_of(exercise)
-        passed = sum(t.outcome == "passed" for t in tests)
-        mark = "[green]done[/]" if report.done(exercise) else "[red]to do[/]"
-        table.add_row(exercise.id, exercise.title, f"{mark} ({passed}/{len(tests)} pass)")
+        state = report.state(exercise)
+        colour = "green" if state == "done" else "yellow" if report.done(exercise) else "red"
+        table.add_row(exercise.id, Text(exercise.title), Text(state, style=colour))
     console.print(table)
     for failure in report.other_failures:
-        console.print(f"[red]failing[/] {failure.nodeid} (not an exercise: it worked before)")
+        console.print(
+            f"[red]failing[/] {escape(failure.nodeid)} (not an exercise: it worked before)"
+        )
     if report.other_failures:
         # Something beyond the exercises broke (a syntax error, say): pytest's own words.
-        console.print("\n".join(report.output.strip().splitlines()[-15:]), soft_wrap=True)
+        tail = "\n".join(report.output.strip().splitlines()[-15:])
+        console.print(tail, soft_wrap=True, markup=False)
     if report.complete:
         console.print(f"[green]Step {chosen.number} is complete.[/]")
         return
     if report.unfinished:
         exercise = report.unfinished[0]
         where = marker_of(chosen, exercise, solution=solution)
-        console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {exercise.title}")
+        console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {escape(exercise.title)}")
         if where is not None:
             place = f"{relative(where.path, course.root)}:{where.line}"
-            console.print(f"  {place}  {where.instruction}", soft_wrap=True)
-        console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True)
+            console.print(f"  {place}  {where.instruction}", soft_wrap=True, markup=False)
+        if (failure := report.first_failure(exercise)) is not None:
+            # What the first failing check says: the real cause, before any hint.
+            name = failure.nodeid.split("/tests/", 1)[-1]
+            console.print(f"  Failing: tests/{name}", soft_wrap=True, markup=False)
+            if failure.reason:
+                console.print(f"    {failure.reason}", soft_wrap=True, markup=False)
+        console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True, markup=False)
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
         console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
     raise typer.Exit(1)
@@ -167,9 +177,10 @@ def hint(
     seen[exercise.id] = max(count, seen.get(exercise.id, 0))
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(seen))
-    console.print(f"[bold]Exercise {exercise.id}[/]: {exercise.title}")
+    console.print(f"[bold]Exercise {exercise.id}[/]: {escape(exercise.title)}")
     for number, text in enumerate(exercise.hints[:count], start=1):
-        console.print(f"  {number}. {text}", soft_wrap=True)
+        # Verbatim: Rich would take `Mapped[str]`'s brackets for a style and drop them.
+        console.print(f"  {number}. {text}", soft_wrap=True, markup=False)
     if count < len(exercise.hints):
         console.print(
             f"  ({len(exercise.hints) - count} more: `{COMMAND} hint {exercise.id}` again)"
@@ -396,7 +407,7 @@ def verify_course() -> None:
     with tempfile.TemporaryDirectory() as scratch, console.status("Verifying the course..."):
         problems = verify.verify(course, Path(scratch))
     for problem in problems:
-        console.print(f"[red]problem[/] {problem}", soft_wrap=True)
+        console.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
     seconds = time.monotonic() - started
     if problems:
         console.print(f"{len(problems)} problem(s) in {seconds:.0f} s.")

@@ -7,6 +7,7 @@ relative imports inside it resolve within it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import pkgutil
@@ -18,7 +19,14 @@ from .course import Step, WorkshopError
 
 
 def module_name(step: Step, *, solution: bool) -> str:
-    return f"step{step.number}_{'solution' if solution else 'app'}"
+    """`step04_app`; another folder of step 04 in the same process (the copies that hold
+    wrong answers) gets a name of its own, from its path."""
+    name = f"step{step.number}_{'solution' if solution else 'app'}"
+    package_dir = step.package_dir(solution=solution)
+    loaded = sys.modules.get(name)
+    if loaded is None or Path(loaded.__path__[0]) == package_dir:
+        return name
+    return f"{name}_{hashlib.sha1(str(package_dir).encode()).hexdigest()[:8]}"
 
 
 def load_package(step: Step, *, solution: bool) -> ModuleType:
@@ -26,11 +34,6 @@ def load_package(step: Step, *, solution: bool) -> ModuleType:
     name = module_name(step, solution=solution)
     package_dir = step.package_dir(solution=solution)
     if (loaded := sys.modules.get(name)) is not None:
-        if Path(loaded.__path__[0]) != package_dir:
-            raise WorkshopError(
-                f"Two steps numbered {step.number} ({loaded.__path__[0]} and {package_dir}) "
-                "cannot be tested in one process."
-            )
         return loaded
     spec = importlib.util.spec_from_file_location(
         name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]

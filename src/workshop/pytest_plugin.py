@@ -93,23 +93,29 @@ def exercise_ids(item: pytest.Item) -> list[str]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
     report: pytest.TestReport = yield
-    exercises = exercise_ids(item)
-    entry = item.config.stash[REPORT_KEY].setdefault(
-        report.nodeid, {"outcome": "passed", "exercises": exercises, "blame": None}
+    entries = item.config.stash[REPORT_KEY]
+    entry = entries.setdefault(
+        report.nodeid,
+        {
+            "outcome": "passed",
+            "exercises": sorted(exercise_ids(item)),
+            "blame": None,
+            "stub": None,
+            "reason": None,
+        },
     )
     if report.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
     if not report.failed:
         return report
     entry["outcome"] = "failed"
-    stub = stub_reached(call.excinfo)
-    # The exercise this failure is due to: the one whose stub it reached, else the last of
-    # its exercises (a test of several checks the last one, which needs the earlier ones).
-    entry["blame"] = entry["blame"] or stub or max(exercises, default=None)
+    entry["stub"] = entry["stub"] or stub_reached(call.excinfo)
+    entry["reason"] = entry["reason"] or one_line(call.excinfo)
+    settle_blame(entries)
     step = step_of(item.path)
     if item.config.getoption("solution") or step is None:
         return report
-    if stub is not None and call.excinfo is not None:
+    if entry["stub"] is not None and call.excinfo is not None:
         # The stub was reached: say where it is in one line, not in fifty frames.
         where = call.excinfo.traceback[-1]
         path, root = Path(where.path), item.config.rootpath
@@ -125,6 +131,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             )
         )
     return report
+
+
+def settle_blame(entries: dict[str, dict[str, Any]]) -> None:
+    """Blame each failure on one exercise: the one whose stub it reached; else, for a test of
+    several exercises, the first of them that fails a test of its own alone (it is surely
+    unfinished); else the last of them (a test of several checks the last, which needs the
+    earlier ones). Settled again after each failure, as later tests tell more."""
+    alone = {
+        e["exercises"][0]
+        for e in entries.values()
+        if e["outcome"] == "failed" and len(e["exercises"]) == 1 and not e["stub"]
+    }
+    for entry in entries.values():
+        if entry["outcome"] != "failed":
+            continue
+        exercises = entry["exercises"]
+        entry["blame"] = entry["stub"] or next(
+            (x for x in exercises if x in alone), max(exercises, default=None)
+        )
+
+
+def one_line(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
+    """A failure's reason in one line: the first line of its exception's message."""
+    if excinfo is None:
+        return None
+    message = str(excinfo.value).strip().splitlines()
+    return f"{excinfo.typename}: {message[0]}" if message else excinfo.typename
 
 
 def stub_reached(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:

@@ -1,8 +1,8 @@
 """What an instructor (and CI) needs to know before a room of laptops: the course is sound.
 
-Every solution passes, every starter fails exactly its exercises' tests, every generated file
-is in sync, every exercise has a marker, hints, tests and a docs section. The repository's
-own tests call these same functions.
+Every solution passes, every starter fails exactly its exercises' tests, every wrong answer in
+the catalogues fails its exercise's tests, every generated file is in sync, every exercise has
+a marker, hints, tests and a docs section. The repository's own tests call these same functions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import generate, starter
+from . import generate, starter, wrong_answers
 from .checks import StepReport, run_steps
 from .course import Course, Step
 from .database import resolve_server
@@ -119,13 +119,17 @@ def generated_problems(course: Course) -> list[str]:
 def verify(course: Course, scratch: Path, env: Mapping[str, str] | None = None) -> list[str]:
     """Every problem with the course; [] when it is sound."""
     if env is None:
-        # The copy runs on this course's server, not on an embedded server of its own.
+        # The copies run on this course's server, not on an embedded server of its own.
         url = resolve_server(course.root).url.render_as_string(hide_password=False)
         env = {**os.environ, "DATABASE_URL": url}
-    solutions, starters = run_all(course, starter_copy(course, scratch), env)
+    (scratch / "starters").mkdir()
+    (scratch / "wrong").mkdir()
+    solutions, starters = run_all(course, starter_copy(course, scratch / "starters"), env)
+    verdicts = wrong_answers.run_catalogue(course, course.steps, scratch / "wrong", env)
     problems = generated_problems(course)
     for step in course.steps:
         problems += solution_problems(solutions[step])
         problems += starter_problems(starters[step])
         problems += exercise_problems(step, solutions[step])
+        problems += wrong_answers.problems(step, verdicts)
     return problems

@@ -1,0 +1,203 @@
+"""Each exercise's catalogue of wrong answers: the mistakes and shortcuts a learner really writes.
+
+A check is only as good as the wrong answers it has been shown to reject. Beside its
+exercises.toml, a step keeps `wrong-answers.toml`:
+
+    [[wrong]]
+    exercise = "04.1"
+    name = "insert-built-with-an-f-string"
+    mistake = "The INSERT spelled out with an f-string: a quote breaks it, and it is injectable."
+    code = '''
+    ...the whole exercise block, as a learner could write it...
+    '''
+
+or, to change a few lines of the reference instead of writing the block out again,
+
+    [[wrong.edit]]
+    old = "await session.commit()"
+    new = "await session.flush()"
+
+Each wrong answer replaces the exercise's marked block (the `block`-th one, from 1, when the
+exercise has several) in a copy of the solution. That copy becomes a learner's `app/`, and only
+its exercise's tests are run on it: at least one of them must fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import tomllib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checks import StepReport, TestOutcome, run_steps
+from .course import Course, Step, WorkshopError
+from .starter import END, SNIPPET, START, package_files
+
+CATALOGUE = "wrong-answers.toml"
+# Fewer than this many wrong answers, and an exercise's checks are not proven.
+AT_LEAST = 3
+
+
+@dataclass(frozen=True)
+class Edit:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    exercise: str
+    name: str
+    mistake: str
+    code: str | None = None
+    edit: list[Edit] = field(default_factory=list)
+    block: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.exercise} {self.name}"
+
+
+def catalogue(step: Step) -> list[WrongAnswer]:
+    """The step's wrong answers, in file order ([] when it has no catalogue)."""
+    path = step.dir / CATALOGUE
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return [
+            WrongAnswer(**{**entry, "edit": [Edit(**e) for e in entry.get("edit", [])]})
+            for entry in data.get("wrong", [])
+        ]
+    except (tomllib.TOMLDecodeError, TypeError) as exc:
+        raise WorkshopError(f"{path} cannot be read: {exc}") from None
+
+
+def apply(wrong: WrongAnswer, text: str, path: Path) -> str | None:
+    """`text` (a solution file) with the wrong answer in place of its exercise's block, or
+    None when the file does not hold that block."""
+    lines = text.splitlines(keepends=True)
+    starts = [
+        (number, match)
+        for number, line in enumerate(lines)
+        if (match := START.match(line)) and match["id"] == wrong.exercise
+    ]
+    if len(starts) < wrong.block:
+        return None
+    begin, match = starts[wrong.block - 1]
+    end = next(n for n in range(begin + 1, len(lines)) if END.match(lines[n]))
+    body = textwrap.dedent("".join(x for x in lines[begin + 1 : end] if not SNIPPET.match(x)))
+    if wrong.code is not None:
+        body = textwrap.dedent(wrong.code).strip("\n") + "\n"
+    for edit in wrong.edit:
+        if body.count(edit.old) != 1:
+            raise WorkshopError(
+                f"Wrong answer {wrong.label}: {edit.old!r} is not found once in exercise "
+                f"{wrong.exercise}'s block of {path.name}."
+            )
+        body = body.replace(edit.old, edit.new)
+    body = textwrap.indent(body, match["indent"], lambda line: bool(line.strip()))
+    return "".join(lines[: begin + 1]) + body + "".join(lines[end:])
+
+
+def wrong_app(step: Step, wrong: WrongAnswer) -> dict[Path, str]:
+    """Every file of an `app/` that is the solution but for this wrong answer."""
+    files: dict[Path, str] = {}
+    applied = 0
+    for path in package_files(step.solution_dir):
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".py" and (changed := apply(wrong, text, path)) is not None:
+            applied += 1
+            compile(changed, str(path), "exec")  # a wrong answer is code a learner could run
+            text = changed
+        files[path.relative_to(step.solution_dir)] = text
+    if applied == 0:
+        raise WorkshopError(
+            f"Wrong answer {wrong.label}: step {step.number}'s solution has no block "
+            f"{wrong.block} of exercise {wrong.exercise}."
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the exercise's tests said of one wrong answer."""
+
+    step: Step
+    wrong: WrongAnswer
+    tests: list[TestOutcome]
+
+    @property
+    def caught_by(self) -> list[str]:
+        """The tests that fail on it, as `tests/file.py::name`."""
+        return [t.nodeid.split("/", 2)[2] for t in self.tests if t.outcome == "failed"]
+
+
+def copy_for(step: Step, wrong: WrongAnswer, index: int, steps_dir: Path) -> Step:
+    """A copy of the step whose `app/` holds the wrong answer: `NN-wrong-K-name/`."""
+    target = steps_dir / f"{step.number}-wrong-{index:02d}-{wrong.name}"
+    ignore = shutil.ignore_patterns("app", "solution", "__pycache__")
+    shutil.copytree(step.dir, target, ignore=ignore)
+    for relative, text in wrong_app(step, wrong).items():
+        (target / "app" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / "app" / relative).write_text(text, encoding="utf-8")
+    return Step(target)
+
+
+def run_catalogue(
+    course: Course,
+    steps: list[Step],
+    scratch: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    processes: int = 2,
+) -> list[Verdict]:
+    """Every wrong answer of these steps, each in its own copy, against its exercise's tests
+    only; the copies run in `processes` pytest processes side by side."""
+    shutil.copy(course.root / "pyproject.toml", scratch)
+    cases: list[tuple[Step, WrongAnswer, Step]] = []
+    for step in steps:
+        for index, wrong in enumerate(catalogue(step), start=1):
+            cases.append((step, wrong, copy_for(step, wrong, index, scratch / "steps")))
+    if not cases:
+        return []
+    groups = [cases[i::processes] for i in range(processes) if cases[i::processes]]
+
+    def run(group: list[tuple[Step, WrongAnswer, Step]]) -> dict[Step, StepReport]:
+        # Only the exercise's own tests, in each copy: `-k` matches the copy's folder name.
+        only = " or ".join(
+            f"({twin.name} and ex{wrong.exercise.replace('.', '_')})" for _, wrong, twin in group
+        )
+        return run_steps([twin for *_, twin in group], env=env, args=["-k", only])
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        reports: dict[Step, StepReport] = {}
+        for done in pool.map(run, groups):
+            reports.update(done)
+    return [Verdict(step, wrong, reports[twin].tests) for step, wrong, twin in cases]
+
+
+def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
+    """What the catalogue shows wrong with the step's checks; [] when every wrong answer is
+    caught and every exercise has enough of them."""
+    found = []
+    mine = [v for v in verdicts if v.step == step]
+    for exercise in step.exercises:
+        count = sum(1 for v in mine if v.wrong.exercise == exercise.id)
+        if count < AT_LEAST:
+            found.append(
+                f"{step.name}: exercise {exercise.id} has {count} wrong answer(s) in "
+                f"{CATALOGUE}, fewer than {AT_LEAST}"
+            )
+    for verdict in mine:
+        where = f"{step.name}: wrong answer {verdict.wrong.label}"
+        if verdict.wrong.exercise not in {e.id for e in step.exercises}:
+            found.append(f"{where} names an exercise the step does not have")
+        elif not verdict.tests:
+            found.append(f"{where}: no test of its exercise ran")
+        elif not verdict.caught_by:
+            found.append(f"{where} passes every test of its exercise ({verdict.wrong.mistake})")
+    return found
