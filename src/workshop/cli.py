@@ -291,8 +291,10 @@ def dev_wrong_answers(
     with tempfile.TemporaryDirectory() as scratch, console.status("Trying the wrong answers..."):
         verdicts = wrong_answers.run_catalogue(course, chosen, Path(scratch), env)
     table = Table("wrong answer", "mistake", "caught by")
+    for column in table.columns:
+        column.overflow = "fold"  # names are read whole, never cut with an ellipsis
     for verdict in verdicts:
-        caught = "\n".join(verdict.caught_by) or Text("NOT CAUGHT", style="red")
+        caught = Text("\n".join(verdict.caught_by)) or Text("NOT CAUGHT", style="red")
         table.add_row(Text(verdict.wrong.label), Text(verdict.wrong.mistake), caught)
     console.print(table)
     problems = [p for step in chosen for p in wrong_answers.problems(step, verdicts)]

@@ -21,7 +21,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from . import database, progress, starter, verify
+from . import database, progress, starter, verify, wrong_answers
 from .checks import run_checks
 from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, relative
 from .course import Course, Exercise, Step, UnknownName, WorkshopError
@@ -412,4 +412,8 @@ def verify_course() -> None:
     if problems:
         console.print(f"{len(problems)} problem(s) in {seconds:.0f} s.")
         raise typer.Exit(1)
-    console.print(f"[green]The course is sound[/]: {len(course.steps)} steps, in {seconds:.0f} s.")
+    wrong = sum(len(wrong_answers.catalogue(step)) for step in course.steps)
+    console.print(
+        f"[green]The course is sound[/]: {len(course.steps)} steps, {wrong} wrong answers "
+        f"rejected, in {seconds:.0f} s."
+    )

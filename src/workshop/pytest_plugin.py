@@ -388,15 +388,18 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastA
     app: FastAPI = pkg.main.create_app(settings)
     get_session = getattr(getattr(pkg, "db", None), "get_session", None)
     if get_session is not None and "session" in request.fixturenames:
+        from sqlalchemy.exc import DBAPIError
+
         test_session: AsyncSession = request.getfixturevalue("session")
 
         async def use_test_session() -> AsyncIterator[AsyncSession]:
             try:
                 yield test_session
-            except Exception:
-                # A failed flush leaves the session unusable until it rolls back, as closing
-                # the request's own session would (other errors leave the test's objects be).
-                if not test_session.is_active:
+            except Exception as error:
+                # A failed flush, or any statement PostgreSQL refused, leaves the transaction
+                # unusable until it rolls back, as closing the request's own session would
+                # (other errors, such as a 404, leave the test's objects be).
+                if not test_session.is_active or isinstance(error, DBAPIError):
                     await test_session.rollback()
                 raise
 

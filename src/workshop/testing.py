@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -50,14 +50,32 @@ class TcpProxy:
 
     The app connects to 127.0.0.1:<port>; the proxy forwards to the real server (over TCP, or
     the embedded server's Unix socket). `stop()` drops every connection and refuses new ones,
-    as a server that went down; `start()` brings it back on the same port.
+    as a server that went down; `start()` brings it back on the same port. `async with
+    TcpProxy(url) as proxy:` starts it, and stops it at the end.
+
+    `to_server` and `to_client` replace bytes on their way, like a network that tampers:
+    `{b"server_version": b"no_such_settin"}` makes the server refuse a query, a made-up version
+    in what the server says makes it look like another server. A replacement keeps the length
+    (the protocol counts bytes) and is made within what one read brings, which on a local
+    connection is the whole of a message this short.
     """
 
-    def __init__(self, target: URL) -> None:
+    def __init__(
+        self,
+        target: URL,
+        *,
+        to_server: Mapping[bytes, bytes] | None = None,
+        to_client: Mapping[bytes, bytes] | None = None,
+    ) -> None:
         self.target = target
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.to_server = dict(to_server or {})
+        self.to_client = dict(to_client or {})
+        for old, new in [*self.to_server.items(), *self.to_client.items()]:
+            if len(old) != len(new):
+                raise ValueError(f"{old!r} and {new!r}: a replacement must keep the length")
 
     @property
     def url(self) -> str:
@@ -72,9 +90,16 @@ class TcpProxy:
             return await asyncio.open_unix_connection(socket_path)
         return await asyncio.open_connection(self.target.host, self.target.port or 5432)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        replace: Mapping[bytes, bytes] | None = None,
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                for old, new in (replace or {}).items():
+                    data = data.replace(old, new)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -86,12 +111,20 @@ class TcpProxy:
         upstream_reader, upstream_writer = await self._open_target()
         self._writers |= {writer, upstream_writer}
         await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+            self._pipe(reader, upstream_writer, self.to_server),
+            self._pipe(upstream_reader, writer, self.to_client),
         )
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         assert self._server is not None

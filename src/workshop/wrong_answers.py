@@ -17,13 +17,17 @@ or, to change a few lines of the reference instead of writing the block out agai
     old = "await session.commit()"
     new = "await session.flush()"
 
+and `imports = ["from sqlalchemy import Float"]` where it needs a name the file does not import.
+
 Each wrong answer replaces the exercise's marked block (the `block`-th one, from 1, when the
-exercise has several) in a copy of the solution. That copy becomes a learner's `app/`, and only
-its exercise's tests are run on it: at least one of them must fail.
+exercise has several; `block = [1, 2]` lets its edits reach both) in a copy of the solution.
+That copy becomes a learner's `app/`, and only its exercise's tests are run on it: at least one
+of them must fail.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 import tomllib
@@ -37,6 +41,7 @@ from .course import Course, Step, WorkshopError
 from .starter import END, SNIPPET, START, package_files
 
 CATALOGUE = "wrong-answers.toml"
+IMPORT = re.compile(r"^(import|from) \S+")
 # Fewer than this many wrong answers, and an exercise's checks are not proven.
 AT_LEAST = 3
 
@@ -54,7 +59,10 @@ class WrongAnswer:
     mistake: str
     code: str | None = None
     edit: list[Edit] = field(default_factory=list)
-    block: int = 1
+    # Which of the exercise's blocks it changes, from 1; a list lets its edits reach several.
+    block: int | list[int] = 1
+    # Import lines the wrong answer needs, added after the file's own imports.
+    imports: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -77,30 +85,45 @@ def catalogue(step: Step) -> list[WrongAnswer]:
 
 
 def apply(wrong: WrongAnswer, text: str, path: Path) -> str | None:
-    """`text` (a solution file) with the wrong answer in place of its exercise's block, or
-    None when the file does not hold that block."""
+    """`text` (a solution file) with the wrong answer in place of its exercise's block(s), or
+    None when the file does not hold them."""
     lines = text.splitlines(keepends=True)
     starts = [
         (number, match)
         for number, line in enumerate(lines)
         if (match := START.match(line)) and match["id"] == wrong.exercise
     ]
-    if len(starts) < wrong.block:
+    chosen = [wrong.block] if isinstance(wrong.block, int) else wrong.block
+    if not chosen or max(chosen) > len(starts):
         return None
-    begin, match = starts[wrong.block - 1]
-    end = next(n for n in range(begin + 1, len(lines)) if END.match(lines[n]))
-    body = textwrap.dedent("".join(x for x in lines[begin + 1 : end] if not SNIPPET.match(x)))
+    spans: dict[int, tuple[int, int, str]] = {}  # block -> (first line, END line, indent)
+    bodies: dict[int, str] = {}
+    for block in chosen:
+        begin, match = starts[block - 1]
+        end = next(n for n in range(begin + 1, len(lines)) if END.match(lines[n]))
+        spans[block] = (begin + 1, end, match["indent"])
+        code = "".join(x for x in lines[begin + 1 : end] if not SNIPPET.match(x))
+        bodies[block] = textwrap.dedent(code)
     if wrong.code is not None:
-        body = textwrap.dedent(wrong.code).strip("\n") + "\n"
+        bodies[chosen[0]] = textwrap.dedent(wrong.code).strip("\n") + "\n"
     for edit in wrong.edit:
-        if body.count(edit.old) != 1:
+        found = [b for b in chosen if bodies[b].count(edit.old) == 1]
+        if len(found) != 1 or sum(bodies[b].count(edit.old) for b in chosen) != 1:
             raise WorkshopError(
                 f"Wrong answer {wrong.label}: {edit.old!r} is not found once in exercise "
-                f"{wrong.exercise}'s block of {path.name}."
+                f"{wrong.exercise}'s block(s) {chosen} of {path.name}."
             )
-        body = body.replace(edit.old, edit.new)
-    body = textwrap.indent(body, match["indent"], lambda line: bool(line.strip()))
-    return "".join(lines[: begin + 1]) + body + "".join(lines[end:])
+        bodies[found[0]] = bodies[found[0]].replace(edit.old, edit.new)
+    for block in sorted(chosen, reverse=True):  # from the bottom: line numbers stay true
+        first, end, indent = spans[block]
+        body = textwrap.indent(bodies[block], indent, lambda line: bool(line.strip()))
+        lines[first:end] = body.splitlines(keepends=True)
+    if wrong.imports:
+        last = max(n for n, line in enumerate(lines) if IMPORT.match(line))
+        while lines[last].rstrip().endswith(("(", ",")):  # an import in parentheses goes on
+            last += 1
+        lines[last + 1 : last + 1] = [f"{line}\n" for line in wrong.imports]
+    return "".join(lines)
 
 
 def wrong_app(step: Step, wrong: WrongAnswer) -> dict[Path, str]:
@@ -111,7 +134,13 @@ def wrong_app(step: Step, wrong: WrongAnswer) -> dict[Path, str]:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".py" and (changed := apply(wrong, text, path)) is not None:
             applied += 1
-            compile(changed, str(path), "exec")  # a wrong answer is code a learner could run
+            try:  # a wrong answer is code a learner could run
+                compile(changed, str(path), "exec")
+            except SyntaxError as exc:
+                raise WorkshopError(
+                    f"Wrong answer {wrong.label} is not valid Python in {path.name}: {exc.msg} "
+                    f"(line {exc.lineno})."
+                ) from None
             text = changed
         files[path.relative_to(step.solution_dir)] = text
     if applied == 0:
@@ -129,6 +158,7 @@ class Verdict:
     step: Step
     wrong: WrongAnswer
     tests: list[TestOutcome]
+    error: str | None = None  # why it could not be tried (it does not apply, or compile)
 
     @property
     def caught_by(self) -> list[str]:
@@ -159,11 +189,15 @@ def run_catalogue(
     only; the copies run in `processes` pytest processes side by side."""
     shutil.copy(course.root / "pyproject.toml", scratch)
     cases: list[tuple[Step, WrongAnswer, Step]] = []
+    broken: list[Verdict] = []
     for step in steps:
         for index, wrong in enumerate(catalogue(step), start=1):
-            cases.append((step, wrong, copy_for(step, wrong, index, scratch / "steps")))
+            try:
+                cases.append((step, wrong, copy_for(step, wrong, index, scratch / "steps")))
+            except WorkshopError as exc:
+                broken.append(Verdict(step, wrong, [], error=str(exc)))
     if not cases:
-        return []
+        return broken
     groups = [cases[i::processes] for i in range(processes) if cases[i::processes]]
 
     def run(group: list[tuple[Step, WrongAnswer, Step]]) -> dict[Step, StepReport]:
@@ -177,7 +211,7 @@ def run_catalogue(
         reports: dict[Step, StepReport] = {}
         for done in pool.map(run, groups):
             reports.update(done)
-    return [Verdict(step, wrong, reports[twin].tests) for step, wrong, twin in cases]
+    return broken + [Verdict(step, wrong, reports[twin].tests) for step, wrong, twin in cases]
 
 
 def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
@@ -194,7 +228,9 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
             )
     for verdict in mine:
         where = f"{step.name}: wrong answer {verdict.wrong.label}"
-        if verdict.wrong.exercise not in {e.id for e in step.exercises}:
+        if verdict.error is not None:
+            found.append(verdict.error)
+        elif verdict.wrong.exercise not in {e.id for e in step.exercises}:
             found.append(f"{where} names an exercise the step does not have")
         elif not verdict.tests:
             found.append(f"{where}: no test of its exercise ran")

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         # --8<-- [start:validator]
         try:
             url = make_url(value.get_secret_value())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError("is not a URL: postgresql+asyncpg://user:pass@host/db") from None
         if url.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
             raise ValueError("must be a PostgreSQL URL: postgresql+asyncpg://user:pass@host/db")

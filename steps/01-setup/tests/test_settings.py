@@ -5,6 +5,7 @@ from types import ModuleType
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 SECRET = "s3cret-pw"
 
@@ -55,7 +56,14 @@ def test_pool_settings_come_from_the_environment(
 @pytest.mark.exercise("01.1")
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("POOL_SIZE", "0"), ("POOL_SIZE", "-3"), ("POOL_SIZE", "many"), ("MAX_OVERFLOW", "-1")],
+    [
+        ("POOL_SIZE", "0"),
+        ("POOL_SIZE", "-3"),
+        ("POOL_SIZE", "many"),
+        ("POOL_SIZE", "2.5"),  # connections come whole
+        ("MAX_OVERFLOW", "-1"),
+        ("MAX_OVERFLOW", "0.5"),
+    ],
 )
 def test_pool_settings_reject_bad_values(
     pkg: ModuleType, monkeypatch: pytest.MonkeyPatch, name: str, value: str
@@ -79,6 +87,21 @@ def test_database_url_uses_asyncpg(pkg: ModuleType, scheme: str) -> None:
 
 
 @pytest.mark.exercise("01.2")
+def test_database_url_keeps_every_other_part(pkg: ModuleType) -> None:
+    # Passwords that look like a scheme, a port, a query: only the driver may change.
+    for url in [
+        "postgresql://app:postgresql://pw@db:5433/shop?application_name=api",
+        "postgres://app:postgres://pw@db/shop",
+        "postgresql+asyncpg://app:postgresql://pw@db/shop",
+    ]:
+        given = make_url(url)
+        got = make_url(pkg.config.Settings(database_url=url).database_url.get_secret_value())
+        assert got.drivername == "postgresql+asyncpg"
+        assert got.password == given.password, f"the password changed, from {url}"
+        assert got.set(drivername=given.drivername) == given
+
+
+@pytest.mark.exercise("01.2")
 @pytest.mark.parametrize(
     "url",
     [
@@ -86,6 +109,7 @@ def test_database_url_uses_asyncpg(pkg: ModuleType, scheme: str) -> None:
         "sqlite:///shop.db",
         f"postgresql+psycopg2://app:{SECRET}@db/shop",
         f"app:{SECRET}@db/shop",
+        f"postgresql://app:{SECRET}@db:54x2/shop",  # a typo in the port: not a URL
     ],
 )
 def test_database_url_must_be_postgresql(pkg: ModuleType, url: str) -> None:
@@ -94,3 +118,5 @@ def test_database_url_must_be_postgresql(pkg: ModuleType, url: str) -> None:
     message = str(caught.value)
     assert "database_url" in message
     assert SECRET not in message  # the error names the field, never the URL
+    # ...and says what a good one looks like, whatever was wrong with this one.
+    assert "postgresql" in message.split("database_url", 1)[1].lower()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workshop.testing import eventually, serve
@@ -34,24 +35,125 @@ async def test_engine_is_built_from_the_settings(pkg: ModuleType, settings: Any)
         await engine.dispose()
 
 
-@pytest.mark.exercise("02.2")
-async def test_no_connection_outlives_the_app(make_app: MakeApp, engine: AsyncEngine) -> None:
-    app = make_app()
+@pytest.mark.exercise("02.1")
+async def test_connect_timeout_comes_from_the_settings(
+    pkg: ModuleType, settings: Any, silent_server: str
+) -> None:
+    """A server that accepts the connection and never answers: the engine gives up after
+    CONNECT_TIMEOUT seconds (asyncpg's own default is a minute). Two values, side by side."""
+    url = pkg.config.Settings(database_url=silent_server).database_url
+    engines = {
+        timeout: pkg.db.create_engine(
+            settings.model_copy(update={"database_url": url, "connect_timeout": timeout})
+        )
+        for timeout in (0.3, 1.2)
+    }
 
-    async def alive(pids: list[int]) -> int:
-        async with engine.connect() as admin:
-            query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
-            return await admin.scalar(query, {"pids": pids})
+    async def give_up_after(engine: AsyncEngine) -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with engine.connect():
+                pass
+        return time.monotonic() - started
+
+    tries = {t: asyncio.create_task(give_up_after(e)) for t, e in engines.items()}
+    try:
+        # Long enough for both to give up, far shorter than asyncpg's default.
+        await asyncio.wait(tries.values(), timeout=3)
+        for timeout, attempt in tries.items():
+            if not attempt.done():
+                pytest.fail(f"CONNECT_TIMEOUT={timeout}: still waiting for the server after 3 s")
+            waited = attempt.result()
+            if not timeout * 0.8 < waited < timeout * 1.5 + 0.4:
+                pytest.fail(f"CONNECT_TIMEOUT={timeout}: the engine gave up after {waited:.1f} s")
+    finally:
+        for attempt in tries.values():
+            attempt.cancel()
+        await asyncio.gather(*tries.values(), return_exceptions=True)
+        for engine in engines.values():
+            await engine.dispose()
+
+
+@pytest.mark.exercise("02.1")
+async def test_connections_are_replaced_after_pool_recycle(pkg: ModuleType, settings: Any) -> None:
+    """A pooled connection older than POOL_RECYCLE seconds is closed and replaced by a new one
+    at its next checkout, before a firewall or proxy drops it silently."""
+    custom = settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_recycle": 1})
+    engine: AsyncEngine = pkg.db.create_engine(custom)
+
+    async def server_pid() -> int:
+        async with engine.connect() as connection:
+            return await connection.scalar(text("SELECT pg_backend_pid()"))
 
     try:
-        async with serve(app):
-            async with app.state.engine.connect() as one, app.state.engine.connect() as two:
-                pids = [await c.scalar(text("SELECT pg_backend_pid()")) for c in (one, two)]
-            assert await alive(pids) == 2  # back in the pool, still open on the server
-        # Shut-down is over: the server has none of the app's connections left.
-        assert await eventually(lambda: alive(pids), lambda n: n == 0) == 0
+        first = await server_pid()
+        assert await server_pid() == first, "a young connection is reused from the pool"
+        await asyncio.sleep(1.1)
+        assert await server_pid() != first, "a connection older than POOL_RECYCLE was reused"
     finally:
-        await app.state.engine.dispose()
+        await engine.dispose()
+
+
+@pytest.mark.exercise("02.1")
+async def test_pool_pre_ping_follows_the_settings(
+    pkg: ModuleType, settings: Any, engine: AsyncEngine
+) -> None:
+    """The server ends the pool's one connection. With POOL_PRE_PING the pool notices before
+    lending it and opens another; without, it lends the dead one and the query fails."""
+
+    async def next_query_after_the_server_ends_a_connection(pre_ping: bool) -> str:
+        changes = {"pool_size": 1, "max_overflow": 0, "pool_pre_ping": pre_ping}
+        app_engine: AsyncEngine = pkg.db.create_engine(settings.model_copy(update=changes))
+        try:
+            async with app_engine.connect() as connection:
+                pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+            async with engine.connect() as admin:
+                await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            async with app_engine.connect() as connection:
+                await connection.scalar(text("SELECT 1"))
+                return "served"
+        except DBAPIError:
+            return "failed"
+        finally:
+            await app_engine.dispose()
+
+    assert await next_query_after_the_server_ends_a_connection(pre_ping=True) == "served"
+    assert await next_query_after_the_server_ends_a_connection(pre_ping=False) == "failed"
+
+
+@pytest.mark.exercise("02.2")
+async def test_no_connection_outlives_the_app(make_app: MakeApp, engine: AsyncEngine) -> None:
+    """Stop the app: neither the engine's connections nor its sessions' stay on the server."""
+    app = make_app()
+    async with serve(app):
+        async with app.state.engine.connect() as one, app.state.sessionmaker() as two:
+            pids = [await c.scalar(text("SELECT pg_backend_pid()")) for c in (one, two)]
+        assert len(set(pids)) == 2
+        assert await alive(engine, pids) == 2  # back in the pool, still open on the server
+    # Shut-down is over: the server has none of the app's connections left.
+    assert await eventually(lambda: alive(engine, pids), lambda n: n == 0) == 0
+
+
+@pytest.mark.exercise("02.2")
+async def test_no_connection_outlives_an_app_that_stops_with_an_error(
+    make_app: MakeApp, engine: AsyncEngine
+) -> None:
+    """Serving can end with an error (here, raised while the app runs): the shut-down code
+    must still close the pool."""
+    app = make_app()
+    with pytest.raises(RuntimeError):
+        async with serve(app):
+            async with app.state.engine.connect() as connection:
+                pids = [await connection.scalar(text("SELECT pg_backend_pid()"))]
+            raise RuntimeError("serving ended with an error")
+    assert await eventually(lambda: alive(engine, pids), lambda n: n == 0) == 0
+
+
+async def alive(engine: AsyncEngine, pids: list[int]) -> int:
+    """How many of these server processes (connections) are still there."""
+    async with engine.connect() as admin:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+        return await admin.scalar(query, {"pids": pids})
 
 
 @pytest.mark.exercise("02.2")
@@ -191,18 +293,44 @@ CLOSED_PORT_URL = "postgresql+asyncpg://app:s3cret@127.0.0.1:1/workshop"
 
 @pytest.mark.exercise("02.1")
 @pytest.mark.exercise("02.4")
-async def test_health_db_reports_the_pools_figures(make_app: MakeApp) -> None:
-    app = make_app(pool_size=3, max_overflow=2)
-    async with serve(app) as client, AsyncExitStack() as held:
+@pytest.mark.parametrize(
+    ("pool_size", "max_overflow", "opened", "held"),
+    [(3, 2, 0, 4), (4, 3, 2, 1), (5, 1, 0, 0)],
+    ids=["in-overflow", "half-opened", "idle"],
+)
+async def test_health_db_reports_the_pools_figures(
+    make_app: MakeApp, pool_size: int, max_overflow: int, opened: int, held: int
+) -> None:
+    """The pool opens `opened` connections and gets them back, then the test holds `held`
+    while /health/db borrows one more (opening it if none is idle) and gives it back before
+    it reads the figures. Three states: a value typed in passes one of them at most."""
+    app = make_app(pool_size=pool_size, max_overflow=max_overflow)
+    async with serve(app) as client, AsyncExitStack() as holding:
         engine: AsyncEngine = app.state.engine
-        for _ in range(4):  # the pool's 3, and 1 in overflow
-            await held.enter_async_context(engine.connect())
+        async with AsyncExitStack() as before:  # opened, then all given back
+            for _ in range(opened):
+                await before.enter_async_context(engine.connect())
+        for _ in range(held):
+            await holding.enter_async_context(engine.connect())
         response = await client.get("/health/db")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["postgres"]
-    # /health/db itself borrowed a fifth connection (overflow 2) and gave it back.
-    assert body["pool"] == {"size": 3, "checked_out": 4, "overflow": 2, "checked_in": 1}
+    # Connections the pool has opened: those before, those held, and /health/db's own when
+    # no idle one was left for it.
+    total = max(opened, held + 1)
+    expected = {
+        "size": pool_size,
+        "checked_out": held,
+        "overflow": max(total - pool_size, 0),  # never below 0
+        "checked_in": total - held,
+    }
+    if body["pool"] != expected:
+        pytest.fail(
+            f"/health/db said {body['pool']} of a pool of {pool_size} + {max_overflow} that "
+            f"has opened {total} connections, {held} of them held: read the figures from the "
+            "pool itself (and count no overflow below 0)",
+        )
 
 
 @pytest.mark.exercise("02.4")

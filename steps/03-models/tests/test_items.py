@@ -58,12 +58,37 @@ async def test_list_items_in_id_order(
     assert [i["id"] for i in page["items"]] == ids[2:]
 
 
+@pytest.mark.exercise("03.2")
+@pytest.mark.exercise("03.3")
+@pytest.mark.exercise("03.4")
+async def test_text_that_looks_like_sql_comes_back_as_written(
+    pkg: ModuleType, session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    """Quotes, SQL and JSON-looking text are data: stored and shown byte for byte."""
+    sent = {
+        "name": "O'Brien's \"best\"; DROP TABLE items;--",
+        "description": "' OR '1'='1 \\ %_ -- /* */",
+        "price": "0.00",
+        "attributes": {"it's": "'; DELETE FROM items; --", "nested": {'"q"': ["'", '"']}},
+    }
+    accepted = pkg.schemas.ItemCreate(**sent)
+    item = await add_item(pkg, session, **accepted.model_dump())
+    body = (await client.get(f"/items/{item.id}")).json()
+    assert {key: body[key] for key in sent} == sent
+    assert (await client.get("/items")).status_code == 200  # and the table is still there
+
+
+@pytest.mark.parametrize("item_id", ["1 OR 1=1", "1; DROP TABLE items", "1'--", "%00"])
+async def test_an_id_that_is_not_a_number_is_422(client: httpx.AsyncClient, item_id: str) -> None:
+    assert (await client.get(f"/items/{item_id}")).status_code == 422
+
+
 async def test_a_missing_item_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/items/987654")
     assert response.status_code == 404
     assert response.json() == {"detail": "Item not found."}
 
 
-@pytest.mark.parametrize("limit", [0, 101, "many"])
+@pytest.mark.parametrize("limit", [0, 101, "many", "1; DROP TABLE items", "1\x00"])
 async def test_limit_outside_1_to_100_is_422(client: httpx.AsyncClient, limit: object) -> None:
     assert (await client.get("/items", params={"limit": limit})).status_code == 422

@@ -1,6 +1,6 @@
 """Step 03 checks: the API's types agree with the columns, so nothing is truncated or refused."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -23,15 +23,29 @@ async def column(session: AsyncSession, name: str) -> Any:
     return (await session.execute(query, {"name": name})).one()
 
 
+# Names as people write them: quotes, SQL-looking text, accents, wildcards. Bound parameters
+# make them harmless; refusing or "cleaning" them would be the wrong fix.
+WRITTEN_NAMES = [
+    "O'Brien",
+    'Robert"); DROP TABLE items;--',
+    "' OR '1'='1",
+    "Zoë's café 🐍",
+    "50% off_*",
+    "back\\slash",
+]
+
+
 @pytest.mark.exercise("03.3")
 async def test_name_fits_the_column_exactly(pkg: ModuleType, session: AsyncSession) -> None:
     length = (await column(session, "name")).length
     create = pkg.schemas.ItemCreate
     assert create(name="x" * length, price=1).name == "x" * length
     assert create(name=f"  {'x' * length}  ", price=1).name == "x" * length  # stripped first
-    for too_long in ("x" * (length + 1), "   ", "nul\x00"):
+    for refused in ("x" * (length + 1), "   ", "nul\x00"):
         with pytest.raises(ValidationError):
-            create(name=too_long, price=1)
+            create(name=refused, price=1)
+    for name in WRITTEN_NAMES:
+        assert create(name=name, price=1).name == name
 
 
 @pytest.mark.exercise("03.3")
@@ -42,9 +56,26 @@ async def test_price_fits_the_column_exactly(pkg: ModuleType, session: AsyncSess
     create = pkg.schemas.ItemCreate
     assert create(name="a", price=largest).price == largest
     assert create(name="a", price="0.1").price == Decimal("0.1")
+    assert create(name="a", price=0).price == 0  # free is allowed: the check is price >= 0
     for refused in (largest + 1, Decimal(f"0.{'0' * places}1"), Decimal("-0.01"), "NaN"):
         with pytest.raises(ValidationError):
             create(name="a", price=refused)
+
+
+@pytest.mark.exercise("03.4")
+def test_item_public_needs_the_server_fields_with_their_time_zone(pkg: ModuleType) -> None:
+    """id, created_at and updated_at are always shown; a time without its zone is refused."""
+    aware = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    fields = {"id": 7, "name": "Lamp", "price": "1.00", "created_at": aware, "updated_at": aware}
+    public = pkg.schemas.ItemPublic
+    assert public(**fields).created_at == aware
+    for key in ("id", "created_at", "updated_at"):
+        with pytest.raises(ValidationError):
+            public(**{k: v for k, v in fields.items() if k != key})  # required
+    for key in ("created_at", "updated_at"):
+        for wrong in (aware.replace(tzinfo=None), "yesterday", None):
+            with pytest.raises(ValidationError):
+                public(**{**fields, key: wrong})
 
 
 def test_money_is_never_a_float(pkg: ModuleType) -> None:

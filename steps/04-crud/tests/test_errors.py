@@ -1,6 +1,7 @@
 """Step 04 checks: one error shape, honest codes, no internals, and a request id to trace."""
 
 import asyncio
+import json
 import re
 import uuid
 from decimal import Decimal
@@ -9,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import exc
+from sqlalchemy import exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -84,14 +85,45 @@ async def test_a_bug_is_a_500_with_nothing_inside(
 async def test_a_broken_check_or_not_null_is_422(pkg: ModuleType, session: AsyncSession) -> None:
     """The schema stops these first; if one ever got through, the database's answer is a 422."""
     request = Request({"type": "http", "method": "POST", "path": "/items", "headers": []})
-    for fields in ({"name": "Neg", "price": Decimal("-1")}, {"name": None, "price": 1}):
+    # A negative price breaks ck_items_price_not_negative; a null name, the column's NOT NULL.
+    broken = [
+        ({"name": "Neg", "price": Decimal("-1")}, "price"),
+        ({"name": None, "price": 1}, "name"),
+    ]
+    for fields, field in broken:
         try:
             async with session.begin_nested():
                 session.add(pkg.models.Item(**fields))
         except exc.IntegrityError as error:
             response = await pkg.errors.integrity_error(request, error)
         assert response.status_code == 422
-        assert b'"field":"' in response.body and b"ck_items" not in response.body
+        assert json.loads(response.body)["field"] == field  # a field the client sends
+        assert b"ck_items" not in response.body
+
+
+@pytest.mark.exercise("04.6")
+async def test_each_unique_rule_names_its_own_field(
+    pkg: ModuleType,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    new_item: Any,
+) -> None:
+    """The field comes from the broken constraint, looked up in errors.CONSTRAINT_FIELDS."""
+    # A second unique rule, for this test only (its transaction is rolled back).
+    await session.execute(
+        text("ALTER TABLE items ADD CONSTRAINT uq_items_description UNIQUE (description)")
+    )
+    await session.commit()
+    description = f"Unique {uuid.uuid4().hex}"
+    assert (await client.post("/items", json=new_item(description=description))).status_code == 201
+    # A rule errors.py does not know yet: still a 409, naming no field rather than a wrong one.
+    body = assert_problem(await client.post("/items", json=new_item(description=description)), 409)
+    assert "field" not in body
+    # Once the rule is in the map, the 409 names its field.
+    monkeypatch.setitem(pkg.errors.CONSTRAINT_FIELDS, "uq_items_description", "description")
+    body = assert_problem(await client.post("/items", json=new_item(description=description)), 409)
+    assert body.get("field") == "description"
 
 
 async def test_503_while_the_database_is_away_and_back_when_it_returns(
@@ -113,6 +145,20 @@ async def test_503_while_the_database_is_away_and_back_when_it_returns(
         await proxy.start()
         assert (await client.get("/items")).status_code == 200  # and recovers
     await proxy.stop()
+
+
+@pytest.mark.exercise("04.2")
+async def test_a_missing_database_is_not_a_missing_item(
+    pkg: ModuleType, settings: Any, database_url: str
+) -> None:
+    """A 404 says "no such item": with the database away, nobody knows, and that is a 503."""
+    async with TcpProxy(make_url(database_url)) as proxy:
+        through_proxy = settings.model_copy(
+            update={"database_url": pkg.config.Settings(database_url=proxy.url).database_url}
+        )
+        async with serve(pkg.main.create_app(through_proxy), raise_app_exceptions=False) as client:
+            await proxy.stop()
+            assert_problem(await client.get("/items/1"), 503)
 
 
 @pytest.mark.exercise("04.1")

@@ -129,10 +129,12 @@ async def test_bulk_create_with_one_invalid_item_writes_nothing(
 async def test_get_an_item(
     pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    item = await stored(pkg, session)
-    response = await client.get(f"/items/{item.id}")
-    assert response.status_code == 200
-    assert (response.json()["id"], response.json()["name"]) == (item.id, "Stored")
+    # Two items: each id answers its own item, not whichever comes first.
+    items = [await stored(pkg, session, name=name) for name in ("First", "Second")]
+    for item in reversed(items):
+        response = await client.get(f"/items/{item.id}")
+        assert response.status_code == 200
+        assert (response.json()["id"], response.json()["name"]) == (item.id, item.name)
 
 
 @pytest.mark.exercise("04.2")

@@ -1,6 +1,7 @@
 """Step 04 checks: pages that stay fast and complete, full-text search, JSONB filters."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -94,11 +95,30 @@ async def test_attr_filters_by_jsonb_containment(
     red_10 = await add(pkg, session, attributes={"tag": tag, "color": "red", "size": 10})
     red_12 = await add(pkg, session, attributes={"tag": tag, "color": "red", "size": 12})
     await add(pkg, session, attributes={"tag": tag, "color": "blue", "size": 10})
+    red_text = await add(pkg, session, attributes={"tag": tag, "color": "red", "size": "10"})
 
     async def ids(*attrs: str) -> list[int]:
         page = (await client.get("/items", params={"attr": [f"tag:{tag}", *attrs]})).json()
         return [item["id"] for item in page["items"]]
 
-    assert await ids("color:red") == [red_10.id, red_12.id]
+    assert await ids("color:red") == [red_10.id, red_12.id, red_text.id]
     assert await ids("color:red", "size:10") == [red_10.id]  # size:10 is the number 10
+    assert await ids('size:"10"') == [red_text.id]  # and size:"10" the string
     assert await ids("color:green") == []
+
+
+@pytest.mark.exercise("04.5")
+async def test_each_filter_is_sent_only_when_asked_and_uses_its_index(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    selects: list[Any],
+    explain: Callable[[Any], Awaitable[str]],
+) -> None:
+    """A filter nobody asked for costs every listing; a filter no index serves reads every row."""
+    assert (await client.get("/items")).status_code == 200
+    assert "WHERE" not in selects[-1].sql, "GET /items with no q and no attr filtered anyway"
+    # The stored `search` column's GIN index answers @@; the attributes' GIN index answers @>.
+    for query, index in (("q=lamp", "ix_items_search"), ("attr=color:red", "ix_items_attributes")):
+        assert (await client.get(f"/items?{query}")).status_code == 200
+        if index not in await explain(selects[-1]):
+            pytest.fail(f"GET /items?{query} sends a filter that the index {index} cannot serve")

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         # Accept postgresql://, postgres:// and postgresql+asyncpg://; return +asyncpg (step 01).
         try:
             url = make_url(value.get_secret_value())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError("is not a URL: postgresql+asyncpg://user:pass@host/db") from None
         if url.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
             raise ValueError("must be a PostgreSQL URL: postgresql+asyncpg://user:pass@host/db")

@@ -15,7 +15,8 @@ import pytest
 from pwdlib import PasswordHash
 from sqlalchemy.ext.asyncio import AsyncSession
 
-SECRET = "test-secret-0123456789-abcdefghijklmnop"
+# 64 characters or more: long enough for HS512 too (a test signs a token with it).
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-abcdef"
 PASSWORD = "correct horse battery staple"
 HASHED = PasswordHash.recommended().hash(PASSWORD)  # once: Argon2 is slow on purpose
 

@@ -97,6 +97,15 @@ async def test_row_level_security_shows_a_session_only_its_users_items(
                     )
             updated = await as_app.execute("UPDATE items SET price = 0 WHERE owner_id = $1", second)
             assert updated == "UPDATE 0"
+            # Their own items, the user may write: insert, update, delete.
+            await as_app.execute(
+                "INSERT INTO items (name, price, owner_id) VALUES ('mine', 1, $1)", first
+            )
+            assert await as_app.execute("UPDATE items SET price = 2") == "UPDATE 3"
+            assert await as_app.execute("DELETE FROM items WHERE name = 'mine'") == "DELETE 1"
+        # The transaction is over, and app.user_id with it: on the same connection, the
+        # setting is now empty (no longer unset), and an empty one still means nobody.
+        assert await as_app.fetchval("SELECT count(*) FROM items") == 0
     finally:
         await admin.execute("DELETE FROM users WHERE id = ANY($1)", ids)  # cascades to items
         await admin.close()

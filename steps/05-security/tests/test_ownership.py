@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from pwdlib import PasswordHash
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workshop.testing import serve
@@ -109,18 +110,41 @@ async def test_a_request_with_a_token_costs_one_query_and_no_hash(
 async def test_crud_reaches_only_the_owners_items(
     pkg: ModuleType, session: AsyncSession, add_user: Any, add_item: Any
 ) -> None:
+    """As the test's role, which row-level security does not bind: the queries' own WHERE."""
     alice, mallory = await add_user(), await add_user()
-    item = await add_item(alice)
+    item, other = await add_item(alice), await add_item(alice)
     assert await pkg.crud.get_item(session=session, item_id=item.id, owner=mallory) is None
     page = await pkg.crud.list_items(session=session, owner=mallory, limit=100)
     assert item.id not in [i.id for i in page.items]
     assert not await pkg.crud.delete_item(session=session, item_id=item.id, owner=mallory)
-    assert await pkg.crud.get_item(session=session, item_id=item.id, owner=alice) is not None
+    # The owner gets exactly the item asked for, and can delete it.
+    for mine in (item, other):
+        found = await pkg.crud.get_item(session=session, item_id=mine.id, owner=alice)
+        assert found is not None and found.id == mine.id
+    page = await pkg.crud.list_items(session=session, owner=alice, limit=100)
+    assert [i.id for i in page.items] == [item.id, other.id]
+    assert await pkg.crud.delete_item(session=session, item_id=item.id, owner=alice)
 
 
+@pytest.mark.exercise("05.4")
+def test_the_owner_is_a_bound_parameter(pkg: ModuleType) -> None:
+    """The owner's id travels beside the SQL, never inside it: one statement text for every
+    user, prepared and cached once, with nothing in it to inject."""
+    users = [pkg.models.User(id=7001), pkg.models.User(id=7002)]
+    for statement in (select(pkg.models.Item), delete(pkg.models.Item)):
+        owned = [pkg.crud.owned_by(statement, user).compile() for user in users]
+        assert str(owned[0]) == str(owned[1]), "the SQL text changes with the owner"
+        for user, compiled in zip(users, owned, strict=True):
+            assert user.id in compiled.params.values()
+
+
+# The whole step at work: it needs every exercise (the owner's filter, 05.4, or the policy, 05.5,
+# keeps another user's item away), so its failure names the first one that is missing.
 @pytest.mark.exercise("05.1")
 @pytest.mark.exercise("05.2")
 @pytest.mark.exercise("05.3")
+@pytest.mark.exercise("05.4")
+@pytest.mark.exercise("05.5")
 async def test_the_whole_flow_as_the_apps_own_role(pkg: ModuleType, settings: Any) -> None:
     """No test session: the app's own pool, as workshop_app, with row-level security on."""
     assert not settings.database_url.get_secret_value().startswith("postgresql+asyncpg://postgres")

@@ -1,5 +1,6 @@
 """Step 05 checks: tokens are signed, checked in full, and a bad one is a 401."""
 
+import secrets
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -12,12 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @pytest.mark.exercise("05.2")
-def test_a_token_carries_sub_aud_iat_and_exp(pkg: ModuleType, settings: Any) -> None:
-    key = settings.secret_key.get_secret_value()
+@pytest.mark.parametrize(("minutes", "audience"), [(30, "workshop-api"), (7, "reports-api")])
+def test_a_token_carries_sub_aud_iat_and_exp(
+    pkg: ModuleType, settings: Any, minutes: int, audience: str
+) -> None:
+    """The lifetime and the audience come from the settings, whatever they say; the signature
+    from the key the app is given (in dev mode, a random one: not settings.secret_key)."""
+    settings = settings.model_copy(
+        update={"access_token_minutes": minutes, "token_audience": audience}
+    )
+    key = secrets.token_urlsafe(32)
     token = pkg.security.create_access_token(user_id=42, settings=settings, key=key)
-    claims = jwt.decode(token, key, algorithms=["HS256"], audience="workshop-api")
+    claims = jwt.decode(token, key, algorithms=["HS256"], audience=audience)
     assert claims["sub"] == "42"
-    assert 29 * 60 <= claims["exp"] - claims["iat"] <= 30 * 60 + 1
+    assert abs(claims["iat"] - time.time()) < 60  # issued now
+    assert minutes * 60 - 1 <= claims["exp"] - claims["iat"] <= minutes * 60 + 1
     assert pkg.security.decode_token(token, settings=settings, key=key) == 42
 
 
@@ -26,8 +36,11 @@ BAD_TOKENS: dict[str, dict[str, Any]] = {
     "signed with another key": {"key": "another-secret-0123456789-abcdefghijklmn"},
     "for another audience": {"aud": "someone-else"},
     "without an expiry": {"exp": None},
+    "without an issued-at": {"iat": None},
+    "without a subject": {"sub": None},
     "with a sub that is no id": {"sub": "admin"},
     "with alg none": {"algorithm": "none", "key": None},
+    "signed with HS512": {"algorithm": "HS512"},  # our key, but not our algorithm
 }
 
 
