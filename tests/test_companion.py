@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -233,14 +234,38 @@ def test_watch_checks_again_when_a_file_is_saved(copy: Course) -> None:
         process.stdout.close()  # type: ignore[union-attr]
 
 
-def test_verify_says_the_course_is_sound_or_what_is_wrong(copy: Course) -> None:
-    code, output = run("verify")
-    assert code == 0, output
-    assert "The course is sound: 2 steps" in output
+def test_verify_says_what_is_wrong_with_the_course(copy: Course) -> None:
+    """One run finds a stale starter and a wrong answer that its checks let through, and
+    nothing else (`1 problem` more would be a sound course's false alarm)."""
     starter = copy.step("01").app_dir / "config.py"
     starter.write_text(starter.read_text() + "# a change by hand\n")
+    catalogue = copy.step("01").dir / "wrong-answers.toml"
+    kept = keep_first_wrong_answers(catalogue.read_text(), 3)  # verify is under test, not them
+    # A "wrong answer" that is the solution itself, but for a comment: every check passes.
+    harmless = (
+        '[[wrong]]\nexercise = "01.1"\nname = "only-a-comment"\nmistake = "none"\n'
+        '[[wrong.edit]]\nold = "pool_size: PositiveInt = 20"\n'
+        'new = "pool_size: PositiveInt = 20  # mine"\n'
+    )
+    catalogue.write_text(f"{kept}\n{harmless}")
     code, output = run("verify")
-    assert code == 1 and "steps/01-setup/app/config.py is stale" in output
+    assert code == 1
+    assert "steps/01-setup/app/config.py is stale" in output
+    assert "wrong answer 01.1 only-a-comment passes every test of its exercise" in output
+    assert "2 problem(s)" in output, output
+
+
+def keep_first_wrong_answers(text: str, count: int) -> str:
+    """A catalogue with only the first `count` wrong answers of each exercise."""
+    head, *entries = text.split("\n[[wrong]]\n")
+    seen: Counter[str] = Counter()
+    kept = []
+    for entry in entries:
+        exercise = re.search(r'^exercise = "(.+)"', entry, re.M)
+        seen[exercise[1] if exercise else ""] += 1
+        if seen[exercise[1] if exercise else ""] <= count:
+            kept.append(entry)
+    return "\n[[wrong]]\n".join([head, *kept])
 
 
 def test_output_reads_without_colour(copy: Course) -> None:

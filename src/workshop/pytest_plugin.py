@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .migrations import Migrations
 
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+FAILED_STEPS_KEY = pytest.StashKey[set[Path]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
 
 
@@ -50,11 +51,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--workshop-report", metavar="PATH", help="write each test's outcome as JSON to PATH"
     )
+    group.addoption(
+        "--first-failure-per-step",
+        action="store_true",
+        help="skip the rest of a step's tests once one fails (one failure proves a wrong answer)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(id): the test checks that exercise, e.g. '01.2'")
     config.stash[REPORT_KEY] = {}
+    config.stash[FAILED_STEPS_KEY] = set()
     # Read DATABASE_URL now: each test's clean environment no longer has it.
     config.stash[DATABASES_KEY] = TestDatabases(
         config.rootpath,
@@ -109,6 +116,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not report.failed:
         return report
     entry["outcome"] = "failed"
+    if (failed_step := step_of(item.path)) is not None:
+        item.config.stash[FAILED_STEPS_KEY].add(failed_step.dir)
     entry["stub"] = entry["stub"] or stub_reached(call.excinfo)
     entry["reason"] = entry["reason"] or one_line(call.excinfo)
     settle_blame(entries)
@@ -131,6 +140,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             )
         )
     return report
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.config.getoption("first_failure_per_step"):
+        step = step_of(item.path)
+        if step is not None and step.dir in item.config.stash[FAILED_STEPS_KEY]:
+            pytest.skip("a test of this step failed already")
 
 
 def settle_blame(entries: dict[str, dict[str, Any]]) -> None:

@@ -183,7 +183,7 @@ def run_catalogue(
     scratch: Path,
     env: Mapping[str, str] | None = None,
     *,
-    processes: int = 2,
+    processes: int = 4,
 ) -> list[Verdict]:
     """Every wrong answer of these steps, each in its own copy, against its exercise's tests
     only; the copies run in `processes` pytest processes side by side."""
@@ -205,7 +205,8 @@ def run_catalogue(
         only = " or ".join(
             f"({twin.name} and ex{wrong.exercise.replace('.', '_')})" for _, wrong, twin in group
         )
-        return run_steps([twin for *_, twin in group], env=env, args=["-k", only])
+        args = ["-k", only, "--first-failure-per-step"]
+        return run_steps([twin for *_, twin in group], env=env, args=args)
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         reports: dict[Step, StepReport] = {}
