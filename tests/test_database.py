@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from workshop.cli import app
 from workshop.course import Course
 from workshop.database import (
+    PASSWORDS_TABLE,
     DatabaseUnavailable,
     EmbeddedServer,
     Server,
@@ -25,6 +26,7 @@ from workshop.database import (
     drop_orphaned_test_databases,
     libpq_dsn,
     resolve_server,
+    role_password,
     run_sync,
     test_database_name,
 )
@@ -160,3 +162,23 @@ def test_a_malformed_database_url_is_one_sentence(
     assert result.exit_code == 1
     assert result.output.strip().startswith("DATABASE_URL is not a URL")
     assert "Traceback" not in result.output
+
+
+def test_the_app_roles_password_is_the_servers_own(server: Server) -> None:
+    """Step 05's app role gets a password made at random for this server, which only an
+    administrator can read: none is published in the repository."""
+    password = run_sync(role_password(server.url, "workshop_app"))
+    assert len(password) >= 24 and password != "workshop_app"
+    assert run_sync(role_password(server.url, "workshop_app")) == password  # made once
+
+    async def readable_by_the_app_role() -> bool:
+        admin = server.url.set(database="postgres")
+        connection = await asyncpg.connect(libpq_dsn(admin))
+        try:
+            return await connection.fetchval(
+                "SELECT has_table_privilege('workshop_app', $1, 'SELECT')", PASSWORDS_TABLE
+            )
+        finally:
+            await connection.close()
+
+    assert run_sync(readable_by_the_app_role()) is False

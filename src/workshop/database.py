@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -240,7 +241,38 @@ async def drop_database(server: URL, name: str) -> None:
 
 # The app role's password on the workshop's own servers: a development value, like the
 # docker-compose one. Production takes it from a secret store.
-APP_ROLE_PASSWORD = "workshop_app"
+# Where the app role's password is kept: a table of the server's `postgres` database that
+# only administrators can read. Made at random the first time, never written in the repository.
+PASSWORDS_TABLE = "workshop_role_passwords"
+_passwords: dict[tuple[str | None, int | None, str | None, str], str] = {}
+
+
+async def role_password(url: URL, role: str) -> str:
+    """The password of a login role the workshop made on this server (made once, at random)."""
+    key = (url.host or url.query.get("host"), url.port, url.username, role)  # type: ignore[arg-type]
+    if key in _passwords:
+        return _passwords[key]
+    admin = url.set(database="postgres")
+    connection = await asyncpg.connect(libpq_dsn(admin), timeout=CONNECT_TIMEOUT)
+    try:
+        with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {PASSWORDS_TABLE} (role name PRIMARY KEY, "
+                "password text NOT NULL)"
+            )
+        await connection.execute(f"REVOKE ALL ON {PASSWORDS_TABLE} FROM PUBLIC")
+        await connection.execute(
+            f"INSERT INTO {PASSWORDS_TABLE} VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            role,
+            secrets.token_urlsafe(24),
+        )
+        password = await connection.fetchval(
+            f"SELECT password FROM {PASSWORDS_TABLE} WHERE role = $1", role
+        )
+    finally:
+        await connection.close()
+    _passwords[key] = password
+    return password
 
 
 async def provision_roles(url: URL, *, owner: str, app: str) -> None:
@@ -257,10 +289,11 @@ async def provision_roles(url: URL, *, owner: str, app: str) -> None:
         if owner not in existing:
             statements.append(f'CREATE ROLE "{owner}" NOLOGIN')
         if app not in existing:
-            statements.append(
-                f'CREATE ROLE "{app}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
-                f"PASSWORD '{APP_ROLE_PASSWORD}'"
-            )
+            statements.append(f'CREATE ROLE "{app}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        # The password is this server's own (token_urlsafe: letters, digits, - and _ only),
+        # set again each time: a role made with a password someone has read gets a new one.
+        password = await role_password(url, app)
+        statements.append(f"ALTER ROLE \"{app}\" PASSWORD '{password}'")
         for statement in statements:
             # Two processes may race to create a role: the loser finds it made.
             with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from .course import Step
-from .database import APP_ROLE_PASSWORD, provision_roles
+from .database import provision_roles, role_password, run_sync
 from .loader import load_package
 
 
@@ -58,7 +58,8 @@ class Migrations:
         """The URL the app connects with: as the app role, when the step has one."""
         if (roles := self.roles()) is None:
             return url
-        app_url = make_url(url).set(username=roles[1], password=APP_ROLE_PASSWORD)
+        password = run_sync(role_password(make_url(url), roles[1]))
+        app_url = make_url(url).set(username=roles[1], password=password)
         return app_url.render_as_string(hide_password=False)
 
     async def upgrade(self, url: str, revision: str = "head") -> None:

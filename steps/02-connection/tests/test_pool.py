@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from workshop.testing import eventually, serve
+from workshop.testing import TcpProxy, eventually, serve
 
 # The fixtures of conftest.py: an app with changed settings, and a connection counter.
 MakeApp = Callable[..., FastAPI]
@@ -190,6 +192,37 @@ async def test_the_session_is_closed_when_the_route_fails(
         assert (await client.get("/test/fail")).status_code == 500
         assert ran, "the route never got its session"
         assert app.state.engine.pool.checkedout() == 0
+
+
+@pytest.mark.exercise("02.3")
+async def test_a_connection_that_breaks_after_the_route_is_done_fails_nothing(
+    pkg: ModuleType, make_app: MakeApp, app_database_url: str
+) -> None:
+    """The network drops the connection after the route's query, before the session closes:
+    closing cannot roll back on it. The route's answer stands, the broken connection is
+    thrown away, and the next request gets a new one."""
+    async with TcpProxy(make_url(app_database_url)) as proxy:
+        url = SecretStr(proxy.url)  # model_copy does not validate: the type the field holds
+        app = make_app(database_url=url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+        queried, go_on = asyncio.Event(), asyncio.Event()
+
+        @app.get("/test/break-after-query")
+        async def break_after_query(session: pkg.db.SessionDep) -> dict[str, bool]:
+            await session.execute(text("SELECT 1"))  # a transaction is open on the connection
+            queried.set()
+            await go_on.wait()
+            return {"done": True}
+
+        async with serve(app) as client:
+            request = asyncio.create_task(client.get("/test/break-after-query"))
+            await queried.wait()
+            await proxy.stop()  # the network drops every connection...
+            await proxy.start()  # ...and comes back
+            go_on.set()
+            response = await request
+            assert response.status_code == 200, "a failed close turned a done route into an error"
+            assert (await client.get("/health")).status_code == 200
+            assert app.state.engine.pool.checkedout() == 0
 
 
 @pytest.mark.exercise("02.1")

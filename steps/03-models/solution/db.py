@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from .config import Settings
@@ -36,12 +37,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 # --8<-- [start:session]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, closed when the request is over, whatever happened."""
-    async with request.app.state.sessionmaker() as session:
+    """One session per request, closed as soon as the route is done, whatever happened."""
+    session = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        # Closing rolls back what was not committed and gives the connection back to the
+        # pool. A connection that broke mid-request cannot roll back: throw it away instead,
+        # and let the route's own outcome (its commit, or its error) stand.
+        try:
+            await session.close()
+        except DBAPIError:
+            await session.invalidate()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session closes when the route returns, before the response is sent,
+# so its connection is free sooner and a failed close never breaks a response under way.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # --8<-- [end:session]
 
 

@@ -9,16 +9,24 @@ from sqlalchemy import exc
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's error codes that mean "not now", not "wrong request": a server shutting
-# down, too many connections.
-UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# PostgreSQL's codes for "not now": a connection lost (class 08), a server shutting down,
+# too many connections.
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 # A statement cancelled by statement_timeout: the database is up, the query too slow.
 QUERY_CANCELED = "57014"
 
 # What "the database does not answer" looks like from the app: a refused or timed-out
 # connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
-# a connection that broke (exc.InterfaceError, exc.OperationalError).
-DATABASE_DOWN = (OSError, TimeoutError, exc.TimeoutError, exc.InterfaceError, exc.OperationalError)
+# a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
+# half-way through a message (exc.InternalError: "another operation is in progress").
+DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    exc.TimeoutError,
+    exc.InterfaceError,
+    exc.OperationalError,
+    exc.InternalError,
+)
 
 
 def from_the_database(error: BaseException) -> bool:
@@ -40,7 +48,9 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
         # Retrying would only be as slow: a 504, and no Retry-After.
         logger.warning("statement timeout on %s", request.url.path)
         return JSONResponse({"detail": "The database took too long to answer."}, status_code=504)
-    down = isinstance(error, DATABASE_DOWN) or sqlstate(error) in UNAVAILABLE_SQLSTATES
+    down = isinstance(error, DATABASE_DOWN) or (sqlstate(error) or "").startswith(
+        UNAVAILABLE_SQLSTATES
+    )
     if not (down and from_the_database(error)):
         # A bug of ours: log it whole, tell the client nothing about it.
         logger.exception("unexpected database error on %s %s", request.method, request.url.path)

@@ -21,10 +21,19 @@ logger = logging.getLogger(__name__)
 
 # What "the database does not answer" looks like from the app: a refused or timed-out
 # connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
-# a connection that broke (exc.InterfaceError, exc.OperationalError).
-DATABASE_DOWN = (OSError, TimeoutError, exc.TimeoutError, exc.InterfaceError, exc.OperationalError)
-# PostgreSQL's codes for "not now": a server shutting down, too many connections.
-UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
+# half-way through a message (exc.InternalError: "another operation is in progress").
+DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    exc.TimeoutError,
+    exc.InterfaceError,
+    exc.OperationalError,
+    exc.InternalError,
+)
+# PostgreSQL's codes for "not now": a connection lost (class 08), a server shutting down,
+# too many connections.
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 # A statement cancelled by statement_timeout: the database is up, the query too slow.
 QUERY_CANCELED = "57014"
 # A constraint's name (from the naming convention) -> the field the client should fix.
@@ -102,7 +111,9 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
     if sqlstate(error) == QUERY_CANCELED:
         # Retrying would only be as slow: a 504, and no Retry-After.
         return problem(request, 504, "The database took too long to answer.", reason="timeout")
-    down = isinstance(error, DATABASE_DOWN) or sqlstate(error) in UNAVAILABLE_SQLSTATES
+    down = isinstance(error, DATABASE_DOWN) or (sqlstate(error) or "").startswith(
+        UNAVAILABLE_SQLSTATES
+    )
     if not (down and from_the_database(error)):
         return await unexpected_error(request, error)
     return problem(

@@ -1,0 +1,184 @@
+"""Serve a step's reference under uvicorn, on a database of its own, and attack it.
+
+The reliability tests (test_faults.py) and their command-line twin share this: a real server
+process, a real PostgreSQL, real connections that the server side ends under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from workshop.course import Step
+from workshop.database import (
+    Server,
+    create_database,
+    drop_database,
+    test_database_name,
+)
+from workshop.migrations import Migrations
+
+APP_NAME = "workshop-under-attack"  # the application_name of the served app's connections
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Served:
+    """A step's reference served on 127.0.0.1, and the database it runs on."""
+
+    step: Step
+    url: str  # the owner's URL (the test's), asyncpg dialect
+    port: int
+    process: subprocess.Popen[bytes]
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def sql(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """Run a query as the database's owner, outside the app."""
+        connection = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+        try:
+            return await connection.fetch(query, *args)
+        finally:
+            await connection.close()
+
+    async def app_backends(self) -> int:
+        rows = await self.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", APP_NAME
+        )
+        return rows[0][0]
+
+    async def kill_app_backends(self) -> int:
+        rows = await self.sql(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            APP_NAME,
+        )
+        return rows[0][0]
+
+
+@asynccontextmanager
+async def serve_step(step: Step, server: Server, **settings: str) -> AsyncIterator[Served]:
+    """The step's solution under uvicorn (one worker), on a fresh migrated database."""
+    name = test_database_name(f"{step.number}_faults")
+    await create_database(server.url, name)
+    url = server.database_url(name).render_as_string(hide_password=False)
+    app_url = url
+    if step.has_migrations:
+        migrations = Migrations(step, solution=True)
+        await migrations.upgrade(url)
+        app_url = migrations.app_url(url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": app_url,
+        "APP_NAME": APP_NAME,
+        "SECRET_KEY": "a-secret-key-for-the-fault-tests-only-0123456789",
+        **{key.upper(): value for key, value in settings.items()},
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "solution.main:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=step.dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    served = Served(step, url, port, process)
+    try:
+        await wait_until_up(served)
+        yield served
+    finally:
+        process.terminate()
+        output, _ = await asyncio.to_thread(process.communicate, timeout=20)
+        served.log.extend(output.decode(errors="replace").splitlines())
+        await drop_database(server.url, name)
+
+
+async def wait_until_up(served: Served, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=served.base_url) as client:
+        while time.monotonic() < deadline:
+            if served.process.poll() is not None:
+                raise RuntimeError(f"{served.step.name} did not start")
+            try:
+                await client.get("/openapi.json")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{served.step.name} did not answer within {within} s")
+
+
+@dataclass
+class Load:
+    """What a load run saw: status codes, and requests that got no response at all."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values()) + sum(self.dropped.values())
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def load(
+    served: Served,
+    request: Callable[[httpx.AsyncClient], Any],
+    *,
+    clients: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> Load:
+    """`clients` concurrent clients send `request` for `seconds`: bounded, loopback only."""
+    seen = Load()
+    deadline = time.monotonic() + seconds
+
+    async def one_client() -> None:
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(
+            base_url=served.base_url, timeout=30, limits=limits, headers=headers
+        ) as client:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    response = await request(client)
+                except httpx.TransportError as exc:
+                    seen.dropped[type(exc).__name__] += 1
+                    continue
+                seen.latencies.append(time.monotonic() - started)
+                seen.statuses[response.status_code] += 1
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return seen
