@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 from workshop.course import Step
 from workshop.database import (
@@ -29,6 +30,7 @@ from workshop.database import (
     test_database_name,
 )
 from workshop.migrations import Migrations
+from workshop.testing import TcpProxy
 
 APP_NAME = "workshop-under-attack"  # the application_name of the served app's connections
 
@@ -47,7 +49,17 @@ class Served:
     url: str  # the owner's URL (the test's), asyncpg dialect
     port: int
     process: subprocess.Popen[bytes]
+    proxy: TcpProxy | None = None
     log: list[str] = field(default_factory=list)
+
+    async def stop(self) -> int | None:
+        """SIGTERM, as a deploy stops a server: in-flight requests finish first. Its exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            output, _ = await asyncio.to_thread(self.process.communicate, timeout=30)
+            self.log.extend(output.decode(errors="replace").splitlines())
+        return self.process.returncode
 
     @property
     def base_url(self) -> str:
@@ -77,8 +89,11 @@ class Served:
 
 
 @asynccontextmanager
-async def serve_step(step: Step, server: Server, **settings: str) -> AsyncIterator[Served]:
-    """The step's solution under uvicorn (one worker), on a fresh migrated database."""
+async def serve_step(
+    step: Step, server: Server, *, proxied: bool = False, **settings: str
+) -> AsyncIterator[Served]:
+    """The step's solution under uvicorn (one worker), on a fresh migrated database; with
+    `proxied`, its connections go through a TcpProxy (`served.proxy`) a test can cut."""
     name = test_database_name(f"{step.number}_faults")
     await create_database(server.url, name)
     url = server.database_url(name).render_as_string(hide_password=False)
@@ -87,6 +102,11 @@ async def serve_step(step: Step, server: Server, **settings: str) -> AsyncIterat
         migrations = Migrations(step, solution=True)
         await migrations.upgrade(url)
         app_url = migrations.app_url(url)
+    proxy = None
+    if proxied:
+        proxy = TcpProxy(make_url(app_url))
+        await proxy.start()
+        app_url = proxy.url
     port = free_port()
     env = {
         **os.environ,
@@ -111,14 +131,14 @@ async def serve_step(step: Step, server: Server, **settings: str) -> AsyncIterat
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    served = Served(step, url, port, process)
+    served = Served(step, url, port, process, proxy)
     try:
         await wait_until_up(served)
         yield served
     finally:
-        process.terminate()
-        output, _ = await asyncio.to_thread(process.communicate, timeout=20)
-        served.log.extend(output.decode(errors="replace").splitlines())
+        await served.stop()
+        if proxy is not None:
+            await proxy.stop()
         await drop_database(server.url, name)
 
 

@@ -5,10 +5,14 @@ recovers by itself once the attack stops. Bounded: a few seconds a step, loopbac
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
+import asyncpg
 import httpx
+import psutil
 import pytest
 
 from workshop.course import Course, Step
@@ -82,3 +86,126 @@ async def test_connections_ended_under_load_get_200_or_503_and_recover(
 
 async def status_of(client: httpx.AsyncClient, path: str) -> int:
     return (await client.get(path)).status_code
+
+
+@asynccontextmanager
+async def locked(served: Served, table: str) -> AsyncIterator[None]:
+    """Hold an ACCESS EXCLUSIVE lock on a table, as a long migration would."""
+    connection = await asyncpg.connect(served.url.replace("+asyncpg", ""))
+    try:
+        async with connection.transaction():
+            await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
+
+
+async def test_the_database_away_is_a_fast_503_and_the_app_recovers_by_itself(
+    course: Course, server: Server
+) -> None:
+    """The network to PostgreSQL cut (the server restarting), then back."""
+    async with (
+        serve_step(course.step("04"), server, proxied=True, connect_timeout="2") as served,
+        httpx.AsyncClient(base_url=served.base_url, timeout=30) as client,
+    ):
+        assert served.proxy is not None
+        assert (await client.get("/items")).status_code == 200
+        await served.proxy.stop()
+        away = [await client.get("/items") for _ in range(5)]
+        assert {r.status_code for r in away} == {503}
+        assert all(r.headers["Retry-After"] for r in away)
+        await served.proxy.start()
+        recovery = await until_served(lambda: status_of(client, "/items"), within=5)
+    assert recovery < 5, "the app did not serve again once PostgreSQL was back"
+    print(f"database away: 5 x 503; served again {recovery:.2f} s after it came back")
+
+
+async def test_a_locked_table_is_a_504_after_the_statement_timeout(
+    course: Course, server: Server
+) -> None:
+    async with (
+        serve_step(course.step("04"), server, statement_timeout="1") as served,
+        httpx.AsyncClient(base_url=served.base_url, timeout=30) as client,
+    ):
+        async with locked(served, "items"):
+            response = await client.get("/items")
+            assert response.status_code == 504
+            assert "items" not in response.text.lower().replace("/items", "")
+        assert (await client.get("/items")).status_code == 200  # at once, once it is free
+
+
+async def test_a_full_pool_is_a_503_with_retry_after_and_no_pile_up(
+    course: Course, server: Server
+) -> None:
+    """One connection, held by a request stuck on a lock: the others wait POOL_TIMEOUT for it,
+    then get a 503 that says when to try again; once it is free, everything is served."""
+    settings = {"pool_size": "1", "max_overflow": "0", "pool_timeout": "0.5"}
+    async with (
+        serve_step(course.step("04"), server, statement_timeout="5", **settings) as served,
+        httpx.AsyncClient(base_url=served.base_url, timeout=30) as client,
+    ):
+        async with locked(served, "items"):
+            stuck = asyncio.create_task(client.get("/items"))
+            await asyncio.sleep(0.3)  # it has the connection, and waits on the lock
+            others = await asyncio.gather(*(client.get("/items") for _ in range(8)))
+            assert {r.status_code for r in others} == {503}
+            assert all(r.headers["Retry-After"] == "1" for r in others)
+        assert (await stuck).status_code == 200
+        after = await asyncio.gather(*(client.get("/items") for _ in range(8)))
+        assert {r.status_code for r in after} == {200}
+        assert await served.app_backends() <= 1
+
+
+async def test_sigterm_lets_a_bulk_create_in_flight_finish_whole(
+    course: Course, server: Server
+) -> None:
+    """A deploy stops the server while a bulk create waits on a lock: the request finishes,
+    all of its rows or none are written, and no connection of the app stays on the server."""
+    items = [
+        {"name": f"bulk item {n}", "price": "1.00"} for n in range(100)
+    ]  # the most a bulk create takes
+    async with (
+        serve_step(course.step("04"), server) as served,
+        httpx.AsyncClient(base_url=served.base_url, timeout=30) as client,
+    ):
+        async with locked(served, "items"):
+            bulk = asyncio.create_task(client.post("/items/bulk", json=items))
+            await asyncio.sleep(0.3)
+            stopping = asyncio.create_task(served.stop())  # SIGTERM, the request in flight
+            await asyncio.sleep(0.3)
+        response = await bulk
+        code = await stopping
+        rows = (await served.sql("SELECT count(*) FROM items"))[0][0]
+        left = await served.app_backends()
+    assert response.status_code == 201, response.text
+    assert rows == len(items)
+    # uvicorn shuts down gracefully, then exits by the signal it was sent.
+    assert code in (0, -signal.SIGTERM), "\n".join(served.log)
+    assert left == 0
+
+
+async def test_load_leaves_the_pool_idle_and_memory_flat(course: Course, server: Server) -> None:
+    """Mixed reads and writes, three times over: no 5xx, the app's connections back to idle
+    within the pool after each run, and the server process no bigger after the second run."""
+    async with serve_step(course.step("04"), server) as served:
+        process = psutil.Process(served.process.pid)
+        counter = iter(range(10**6))
+
+        async def mixed(client: httpx.AsyncClient) -> httpx.Response:
+            n = next(counter)
+            if n % 4 == 0:
+                return await client.post("/items", json={"name": f"load {n}", "price": "2.50"})
+            return await client.get("/items", params={"limit": 20})
+
+        sizes, runs = [], []
+        for _ in range(3):
+            runs.append(await load(served, mixed, clients=16, seconds=2))
+            sizes.append(process.memory_info().rss)
+            assert await served.app_backends() <= 20  # POOL_SIZE: the overflow was closed
+    for seen in runs:
+        assert not seen.dropped and set(seen.statuses) <= {200, 201}, dict(seen.statuses)
+    growth = (sizes[2] - sizes[1]) / 2**20
+    assert growth < 10, f"the server grew by {growth:.1f} MiB between two equal runs"
+    total = sum(r.total for r in runs)
+    p99 = max(r.quantile(0.99) for r in runs)
+    print(f"load: {total} requests, 0 errors, p99 {p99 * 1000:.0f} ms, growth {growth:.1f} MiB")

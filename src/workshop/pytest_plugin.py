@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from .migrations import Migrations
 
+# Seconds a step's test may take before it fails as hung; the slowest take a few.
+STEP_TEST_TIMEOUT = 60
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 FAILED_STEPS_KEY = pytest.StashKey[set[Path]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
@@ -74,7 +76,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The step's other checks first, then the exercises in order: the first failure a
     # learner reads is the exercise `workshop check` names.
     items.sort(key=lambda item: min(exercise_ids(item), default=""))
+    timeouts = config.pluginmanager.hasplugin("timeout")
     for item in items:
+        if timeouts and step_of(item.path) and item.get_closest_marker("timeout") is None:
+            # A step test that hangs (a wrong answer can make one wait forever) fails instead.
+            item.add_marker(pytest.mark.timeout(STEP_TEST_TIMEOUT))
         for exercise_id in exercise_ids(item):
             # `pytest -k ex02_1` selects exercise 02.1's tests.
             item.extra_keyword_matches.add(f"ex{exercise_id.replace('.', '_')}")

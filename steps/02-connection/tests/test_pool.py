@@ -215,7 +215,11 @@ async def test_a_connection_that_breaks_after_the_route_is_done_fails_nothing(
 
         async with serve(app) as client:
             request = asyncio.create_task(client.get("/test/break-after-query"))
-            await queried.wait()
+            waiting = asyncio.create_task(queried.wait())
+            await asyncio.wait({request, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not queried.is_set():  # the route never got its session: say why
+                waiting.cancel()
+                pytest.fail(f"the route never ran (it answered {(await request).status_code})")
             await proxy.stop()  # the network drops every connection...
             await proxy.start()  # ...and comes back
             go_on.set()
