@@ -25,7 +25,8 @@
 # 2. watch its connections appear and disappear on the server;
 # 3. fill the pool, and see the next request wait, then fail;
 # 4. see what the app answers when that happens: a 503;
-# 5. time queries on a pool against a new connection per query.
+# 5. break a connection during a request, and see which session dependency survives it;
+# 6. time queries on a pool against a new connection per query.
 
 # %%
 import asyncio
@@ -219,7 +220,81 @@ async with serve(app, raise_app_exceptions=False) as client:
 # pool's figures: one connection, idle.
 
 # %% [markdown]
-# ## 5. A pool against a connection per query
+# ## 5. When the connection breaks during a request
+#
+# Closing a session talks to PostgreSQL: it sends a ROLLBACK for whatever was not committed. If
+# the connection broke during the request (the server restarted, the network dropped it), that
+# ROLLBACK cannot be sent, and the close itself fails. Here the network between the app and
+# PostgreSQL is a `TcpProxy` that we can cut: a route runs its query, we cut the network and
+# bring it back, then the route returns.
+#
+# First with the textbook dependency, `async with sessionmaker() as session: yield session`,
+# then with step 02's `get_session`, which invalidates a connection it cannot close.
+
+# %%
+from fastapi import Request  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from workshop.testing import TcpProxy  # noqa: E402
+
+
+async def textbook_session(request: Request):  # the pattern most tutorials show
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+async def break_during_a_request(dependency=None) -> tuple[int, int]:
+    """The route's status when the network drops after its query, then the next request's."""
+    async with TcpProxy(make_url(settings.database_url.get_secret_value())) as proxy:
+        app = solution.main.create_app(
+            settings.model_copy(
+                update={
+                    "database_url": SecretStr(proxy.url),
+                    "pool_size": 1,
+                    "max_overflow": 0,
+                    "pool_pre_ping": False,
+                    "app_name": "notebook-02-break",
+                }
+            )
+        )
+        queried, go_on = asyncio.Event(), asyncio.Event()
+
+        @app.get("/slow")
+        async def slow(session: solution.db.SessionDep) -> str:
+            await session.execute(text("SELECT 1"))  # a transaction is now open
+            queried.set()
+            await go_on.wait()
+            return "done"
+
+        if dependency is not None:
+            app.dependency_overrides[solution.db.get_session] = dependency
+        async with serve(app, raise_app_exceptions=False) as client:
+            request = asyncio.create_task(client.get("/slow"))
+            await queried.wait()
+            await proxy.stop()  # the network drops every connection...
+            await proxy.start()  # ...and comes back
+            go_on.set()
+            route, after = await request, await client.get("/health")
+        return route.status_code, after.status_code
+
+
+print(
+    "textbook `async with`: route %s, next request %s"
+    % await break_during_a_request(textbook_session)
+)
+print("step 02's get_session: route %s, next request %s" % await break_during_a_request())
+
+# %% [markdown]
+# With the textbook dependency, the route had done its work, yet the client gets an error: the
+# failed close became the answer. (With FastAPI's default scope, the close runs *after* the
+# response is sent, and the same failure makes the server drop the client's connection.)
+# Step 02's `get_session` catches the failed close, invalidates the session so the broken
+# connection is thrown away rather than lent again, and lets the route's own answer stand. Both
+# versions serve the next request on a new connection.
+
+# %% [markdown]
+# ## 6. A pool against a connection per query
 #
 # Step 01's `/health` opened a new connection for each request, and notebook 01 measured what
 # that costs. Here is the same comparison through SQLAlchemy: 200 `SELECT 1`, each in its own
@@ -312,7 +387,7 @@ plt.show()
 # Your figures depend on your machine; the order of the bars should not.
 
 # %% [markdown]
-# ## 6. Close everything
+# ## 7. Close everything
 #
 # An engine's pool keeps connections open on the server until it is disposed. Dispose of every
 # engine you built, then check that none of this notebook's connections is left (the app's
