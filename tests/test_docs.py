@@ -81,7 +81,12 @@ def test_pages_count_no_checks_by_hand(course: Course) -> None:
         assert not counted, f"{page.name}: {counted}"
 
 
-def test_test_files_named_in_the_docs_exist(course: Course) -> None:
+def test_tests_named_in_the_docs_exist(course: Course) -> None:
+    """`tests/test_faults.py::test_...`: the file, and the test in it, are there."""
     for page in [course.root / "README.md", *(course.root / "docs").rglob("*.md")]:
-        for path in re.findall(r"`([\w./-]*tests/[\w/]+\.py)", page.read_text(encoding="utf-8")):
+        text = page.read_text(encoding="utf-8")
+        for path, name in re.findall(r"`([\w./-]*tests/[\w/]+\.py)(?:::(\w+))?`", text):
             assert (course.root / path).is_file(), f"{page.name} names {path}"
+            if name:
+                code = (course.root / path).read_text(encoding="utf-8")
+                assert re.search(rf"^(async )?def {name}\(", code, re.M), f"{page.name}: {name}"
