@@ -31,6 +31,13 @@ def test_every_wrong_answer_fails_its_exercise(
     assert not wrong_answers.problems(a_step, verdicts)
 
 
+def test_a_starter_run_ends_on_what_to_do(a_step: Step, starter_reports: verify.Reports) -> None:
+    """The last lines a learner reads name the exercises to do, not a page of warnings."""
+    output = starter_reports[a_step].output
+    assert "ResourceWarning" not in output
+    assert "is not finished: `uv run workshop hint" in output
+
+
 def test_every_exercise_is_complete(a_step: Step, solution_reports: verify.Reports) -> None:
     """Each exercise has a marker, hints, tests and a docs section (rustlings' `dev check`)."""
     assert not verify.exercise_problems(a_step, solution_reports[a_step])
