@@ -40,11 +40,13 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    if owner := config.get_main_option("owner_role"):
-        # Tables are created and altered by their owner, never by the app's role.
-        connection.exec_driver_sql(f'SET ROLE "{owner}"')
     context.configure(connection=connection, target_metadata=target_metadata())
     with context.begin_transaction():
+        if owner := config.get_main_option("owner_role"):
+            # Tables are created and altered by their owner, never by the app's role. LOCAL,
+            # inside the migrations' transaction: a SET before it would open a transaction that
+            # Alembic takes for the caller's, and never commits (every migration then lost).
+            connection.exec_driver_sql(f'SET LOCAL ROLE "{owner}"')
         context.run_migrations()
 
 
