@@ -44,7 +44,7 @@ class Settings(BaseSettings):
             raise ValueError("is not a URL: postgresql+asyncpg://user:pass@host/db") from None
         if url.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
             raise ValueError("must be a PostgreSQL URL: postgresql+asyncpg://user:pass@host/db")
-        # "+asyncpg" picks SQLAlchemy's async driver; plain postgresql:// would pick psycopg2.
+        # "+asyncpg" names the driver: plain postgresql:// leaves SQLAlchemy its default (psycopg).
         return SecretStr(url.set(drivername="postgresql+asyncpg").render_as_string(False))
 
 
