@@ -55,6 +55,21 @@ def auth() -> Callable[[Any], dict[str, str]]:
 
 
 @pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every password hash or verify the app runs from now on, by method name."""
+    counted: list[str] = []
+    for method in ("hash", "verify"):
+        real = getattr(PasswordHash, method)
+
+        def counting(*args: Any, _method: str = method, _real: Any = real, **kw: Any) -> Any:
+            counted.append(_method)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(PasswordHash, method, counting)
+    return counted
+
+
+@pytest.fixture
 def password() -> str:
     """Every test user's password."""
     return PASSWORD
