@@ -91,7 +91,8 @@ def test_two_processes_starting_a_new_embedded_server_share_it(
         assert urls[0].startswith("postgresql+asyncpg://") and "/workshop" in urls[0]
         assert (pgdata / "PG_VERSION").read_text().strip() == "18"
     finally:
-        assert EmbeddedServer(pgdata).stop()
+        # Whatever happened above, leave no server behind (and hide no failure of the above).
+        EmbeddedServer(pgdata).stop()
     assert not EmbeddedServer(pgdata).is_running()
 
 
