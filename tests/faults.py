@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -50,15 +51,25 @@ class Served:
     port: int
     process: subprocess.Popen[bytes]
     proxy: TcpProxy | None = None
-    log: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # its output, line by line, as it comes
+    reader: threading.Thread | None = None
+
+    def read_log(self) -> None:
+        """Keep reading the server's output into `log`, in a thread of its own, as it comes:
+        a pipe nobody reads fills up (64 KiB) and then blocks the server on its next log line."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line.decode(errors="replace").rstrip("\n"))
 
     async def stop(self) -> int | None:
         """SIGTERM, as a deploy stops a server: in-flight requests finish first. Its exit code."""
         if self.process.poll() is None:
             self.process.terminate()
-        if self.process.stdout is not None and not self.process.stdout.closed:
-            output, _ = await asyncio.to_thread(self.process.communicate, timeout=30)
-            self.log.extend(output.decode(errors="replace").splitlines())
+        await asyncio.to_thread(self.process.wait, timeout=30)
+        if self.reader is not None:
+            await asyncio.to_thread(self.reader.join, timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
     @property
@@ -132,6 +143,8 @@ async def serve_step(
         stderr=subprocess.STDOUT,
     )
     served = Served(step, url, port, process, proxy)
+    served.reader = threading.Thread(target=served.read_log, daemon=True)
+    served.reader.start()
     try:
         await wait_until_up(served)
         yield served

@@ -6,12 +6,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+# Lists and objects nested deeper are refused: no real attribute comes close, and a few hundred
+# levels reach the limits of Pydantic's serializer and of Python's recursion (a 500).
+MAX_DEPTH = 32
 
-def storable(value: Any) -> Any:
+
+def storable(value: Any, *, depth: int = 0) -> Any:
     """Refuse what PostgreSQL would refuse, so it never gets that far.
 
     Its text cannot hold the NUL character, nor half a UTF-16 surrogate pair; JSONB has no
-    NaN or infinity. Checked through nested lists and objects.
+    NaN or infinity. Checked through nested lists and objects, at most MAX_DEPTH deep.
     """
     if isinstance(value, str):
         if "\x00" in value:
@@ -19,13 +23,15 @@ def storable(value: Any) -> Any:
         value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
+    elif isinstance(value, dict | list) and depth == MAX_DEPTH:
+        raise ValueError(f"must not nest lists and objects more than {MAX_DEPTH} deep")
     elif isinstance(value, dict):
         for key, item in value.items():
             storable(key)
-            storable(item)
+            storable(item, depth=depth + 1)
     elif isinstance(value, list):
         for item in value:
-            storable(item)
+            storable(item, depth=depth + 1)
     return value
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import exc
 from starlette.exceptions import HTTPException
 
@@ -39,6 +40,30 @@ QUERY_CANCELED = "57014"
 # A constraint's name (from the naming convention) -> the field the client should fix.
 CONSTRAINT_FIELDS = {"uq_items_name": "name", "ck_items_price_not_negative": "price"}
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]  # where: ["body", "price"], ["query", "limit"]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The body of every error the API answers: the shape /docs shows for them."""
+
+    status: int
+    detail: str
+    request_id: str
+    errors: list[FieldError] | None = None  # a 422: what to fix in the request, and where
+    field: str | None = None  # a 409 or 422 from a table's rule: the field it is about
+
+
+# Given to every route: without it, /docs would show FastAPI's own 422 body ({"detail": [...]}),
+# which this app never sends, and no body at all for the other errors.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": Problem, "description": "The request cannot be served as it is"},
+    "5XX": {"model": Problem, "description": "The server or its database failed"},
+}
 
 
 def request_id(request: Request) -> str:

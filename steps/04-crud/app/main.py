@@ -3,13 +3,40 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 from .db import create_engine
-from .errors import add_error_handlers
+from .errors import ERROR_RESPONSES, add_error_handlers
 from .routes import health, items
+
+# 1 MiB: many times a bulk of 100 ordinary items (a few hundred bytes each).
+MAX_BODY_SIZE = 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse a request body past `limit` bytes as it arrives, so no client can make the app
+    hold megabytes of JSON in memory; the 413 has the API's error shape, like any other."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # Raised where the route reads its body: errors.py answers it.
+                raise HTTPException(413, "The request body is too large.")
+            return message
+
+        await self.app(scope, receive_within_limit, send)
 
 
 @asynccontextmanager
@@ -30,9 +57,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings, a server reads the environment."""
-    app = FastAPI(title="Workshop API", version="0.4.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Workshop API", version="0.4.0", lifespan=lifespan, responses=ERROR_RESPONSES
+    )
     app.state.settings = settings or Settings()
     add_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_SIZE)
     app.include_router(health.router)
     app.include_router(items.router)
     return app

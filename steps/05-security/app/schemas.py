@@ -16,12 +16,16 @@ from pydantic import (
     model_validator,
 )
 
+# Lists and objects nested deeper are refused: no real attribute comes close, and a few hundred
+# levels reach the limits of Pydantic's serializer and of Python's recursion (a 500).
+MAX_DEPTH = 32
 
-def storable(value: Any) -> Any:
+
+def storable(value: Any, *, depth: int = 0) -> Any:
     """Refuse what PostgreSQL would refuse, so it never gets that far.
 
     Its text cannot hold the NUL character, nor half a UTF-16 surrogate pair; JSONB has no
-    NaN or infinity. Checked through nested lists and objects.
+    NaN or infinity. Checked through nested lists and objects, at most MAX_DEPTH deep.
     """
     if isinstance(value, str):
         if "\x00" in value:
@@ -29,18 +33,24 @@ def storable(value: Any) -> Any:
         value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
+    elif isinstance(value, dict | list) and depth == MAX_DEPTH:
+        raise ValueError(f"must not nest lists and objects more than {MAX_DEPTH} deep")
     elif isinstance(value, dict):
         for key, item in value.items():
             storable(key)
-            storable(item)
+            storable(item, depth=depth + 1)
     elif isinstance(value, list):
         for item in value:
-            storable(item)
+            storable(item, depth=depth + 1)
     return value
 
 
 Text = Annotated[str, AfterValidator(storable)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
+
+# The search column's tsvector holds at most 1 MB (PostgreSQL refuses a larger one: a 500);
+# 10,000 characters keep any description far below it.
+Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(storable)]
 
 # String(100), and never blank: surrounding spaces are stripped before the length is checked.
 Name = Annotated[
@@ -64,7 +74,7 @@ class ItemBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    description: Text | None = None
+    description: Description | None = None
     price: Price
     attributes: JSONObject = Field(default_factory=dict)
 
@@ -79,7 +89,7 @@ class ItemUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    description: Text | None = None
+    description: Description | None = None
     price: Price | None = None
     attributes: JSONObject | None = None
 

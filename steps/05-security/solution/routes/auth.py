@@ -7,6 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from .. import crud
 from ..db import SessionDep
+from ..errors import Problem
 from ..schemas import Token
 from ..security import DUMMY_HASH, create_access_token, verify_password
 
@@ -16,16 +17,24 @@ FAILED = HTTPException(
     "Incorrect email or password.",
     headers={"WWW-Authenticate": "Bearer"},
 )
+REFUSED = {
+    401: {"model": Problem, "description": "Incorrect email or password"},
+    429: {"model": Problem, "description": "Too many failed logins"},
+}
 
 
 # --8<-- [start:login]
-@router.post("/token", responses={401: {}, 429: {"description": "Too many failed logins"}})
+@router.post("/token", responses=REFUSED)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, request: Request
 ) -> Token:
     """Trade an email (as `username`) and a password for a bearer token."""
     settings = request.app.state.settings
     email = form.username.strip().lower()[:254]
+    if "\x00" in email:
+        # PostgreSQL's text cannot hold it (a 500), and no account's email has one: the answer
+        # for an unknown email, before anything is written.
+        raise FAILED
     window = settings.login_window_seconds
     # Every attempt is written before it is checked, then counted, in PostgreSQL: every app
     # process sees the same count, and a burst of concurrent guesses cannot slip past it.

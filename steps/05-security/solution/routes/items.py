@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 
 from .. import crud
 from ..db import SessionDep
+from ..errors import Problem
 from ..models import Item
 from ..schemas import (
     ItemCreate,
@@ -21,10 +22,10 @@ from ..schemas import (
 from ..security import CurrentUser
 
 router = APIRouter(prefix="/items", tags=["items"])
-CONFLICT = {409: {"description": "An item with this name exists"}}
+CONFLICT = {409: {"model": Problem, "description": "An item with this name exists"}}
 # The ids an `integer` column can hold: a larger one is a 422, not a database error.
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-NOT_FOUND = {404: {"description": "No such item"}}
+NOT_FOUND = {404: {"model": Problem, "description": "No such item"}}
 
 
 # --8<-- [start:get]
