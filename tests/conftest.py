@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,20 +42,42 @@ def server_env(server: Server) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": server.url.render_as_string(hide_password=False)}
 
 
+@contextmanager
+def phase(config: pytest.Config, what: str) -> Iterator[None]:
+    """Say on the terminal what a long set-up is doing, and how long it took: a run that
+    prints nothing for minutes looks hung."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    started = time.monotonic()
+    if reporter is not None:
+        reporter.write_line(f"\n[{what}...]")
+    yield
+    if reporter is not None:
+        reporter.write_line(f"[{what}: {time.monotonic() - started:.0f} s]")
+
+
 @pytest.fixture(scope="session")
 def reports(
-    course: Course, starter_course: Course, server_env: dict[str, str]
+    course: Course,
+    starter_course: Course,
+    server_env: dict[str, str],
+    pytestconfig: pytest.Config,
 ) -> tuple[verify.Reports, verify.Reports]:
-    return verify.run_all(course, starter_course, server_env)
+    with phase(pytestconfig, "every step's checks, on the solutions and on the starters"):
+        return verify.run_all(course, starter_course, server_env)
 
 
 @pytest.fixture(scope="session")
 def verdicts(
-    course: Course, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    course: Course,
+    server_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
 ) -> list[wrong_answers.Verdict]:
     """Every wrong answer of every step's catalogue, tried on its exercise's tests."""
     scratch = tmp_path_factory.mktemp("wrong")
-    return wrong_answers.run_catalogue(course, course.steps, scratch, server_env)
+    count = sum(len(wrong_answers.catalogue(step)) for step in course.steps)
+    with phase(pytestconfig, f"the {count} wrong answers of the catalogues, each in a copy"):
+        return wrong_answers.run_catalogue(course, course.steps, scratch, server_env)
 
 
 @pytest.fixture(scope="session")

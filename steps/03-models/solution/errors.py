@@ -3,6 +3,7 @@
 import logging
 import traceback
 
+import asyncpg
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc
@@ -19,6 +20,9 @@ QUERY_CANCELED = "57014"
 # connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
 # a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
 # half-way through a message (exc.InternalError: "another operation is in progress").
+# SQLAlchemy wraps the driver's errors in its own, except while it sets up a new connection
+# (the asyncpg dialect registers its JSON codecs): a server that closes the connection then
+# raises asyncpg's own errors, so they are here too.
 DATABASE_DOWN = (
     OSError,
     TimeoutError,
@@ -26,6 +30,8 @@ DATABASE_DOWN = (
     exc.InterfaceError,
     exc.OperationalError,
     exc.InternalError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
 )
 
 
@@ -39,7 +45,8 @@ def from_the_database(error: BaseException) -> bool:
 
 def sqlstate(error: Exception) -> str | None:
     """PostgreSQL's code for the error (for example 57014), when it sent one."""
-    return getattr(getattr(error, "orig", None), "sqlstate", None)
+    # SQLAlchemy's error keeps the driver's as `orig`; the driver's own carries it itself.
+    return getattr(getattr(error, "orig", error), "sqlstate", None)
 
 
 # --8<-- [start:handler]
@@ -65,7 +72,7 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    for error in (*DATABASE_DOWN, exc.DBAPIError):
+    for error in (*DATABASE_DOWN, exc.DBAPIError, asyncpg.PostgresError):
         app.add_exception_handler(error, database_error)
 
 

@@ -11,6 +11,7 @@ import traceback
 import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 # connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
 # a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
 # half-way through a message (exc.InternalError: "another operation is in progress").
+# SQLAlchemy wraps the driver's errors in its own, except while it sets up a new connection
+# (the asyncpg dialect registers its JSON codecs): a server that closes the connection then
+# raises asyncpg's own errors, so they are here too.
 DATABASE_DOWN = (
     OSError,
     TimeoutError,
@@ -31,6 +35,8 @@ DATABASE_DOWN = (
     exc.InterfaceError,
     exc.OperationalError,
     exc.InternalError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
 )
 # PostgreSQL's codes for "not now": a connection lost (class 08), a server shutting down,
 # too many connections.
@@ -149,7 +155,8 @@ def from_the_database(error: BaseException) -> bool:
 
 def sqlstate(error: Exception) -> str | None:
     """PostgreSQL's code for the error (for example 57014), when it sent one."""
-    return getattr(getattr(error, "orig", None), "sqlstate", None)
+    # SQLAlchemy's error keeps the driver's as `orig`; the driver's own carries it itself.
+    return getattr(getattr(error, "orig", error), "sqlstate", None)
 
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
@@ -180,6 +187,6 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(exc.IntegrityError, integrity_error)
-    for error in (*DATABASE_DOWN, exc.DBAPIError):
+    for error in (*DATABASE_DOWN, exc.DBAPIError, asyncpg.PostgresError):
         app.add_exception_handler(error, database_error)
     app.add_exception_handler(Exception, unexpected_error)

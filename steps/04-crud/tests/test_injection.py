@@ -63,7 +63,8 @@ async def test_quotes_and_sql_in_a_new_item_are_stored_as_sent(
 async def test_quotes_and_sql_in_search_and_filters_are_just_words(
     pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
+    # A letter first: `attr=tag:12345678` would be read as the JSON number 12345678.
+    tag = f"t{uuid.uuid4().hex[:8]}"
     maker = pkg.models.Item(
         name=f"O'Brien lamp {tag}", price=1, attributes={"maker": "O'Brien", "tag": tag}
     )
