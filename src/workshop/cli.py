@@ -316,6 +316,39 @@ def dev_transcript() -> None:
     console.print(f"written: {relative(path, course.root)}")
 
 
+@command(app, "bench", panel=TEACH)
+def bench_command(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="One short round, in under a minute: does it run?")
+    ] = False,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="Rounds of every variant (default 2; quick: 1).")
+    ] = None,
+    duration: Annotated[
+        int | None, typer.Option(min=1, help="Seconds of load per request (default 8; quick: 1).")
+    ] = None,
+    connections: Annotated[int, typer.Option(min=1, help="Connections wrk keeps open.")] = 32,
+    variants: Annotated[
+        str, typer.Option(help="Which, comma-separated: raw, sync, 04, 05.")
+    ] = "raw,sync,04,05",
+) -> None:
+    """Load the step 04 and 05 references beside two baselines with wrk; write build/bench/."""
+    from . import bench
+
+    course = Course()
+    options = bench.Options.make(
+        quick=quick,
+        rounds=rounds,
+        duration=duration,
+        connections=connections,
+        variants=[key.strip() for key in variants.split(",") if key.strip()],
+    )
+    results = bench.run(course, options, say=lambda line: console.print(line, markup=False))
+    console.print(bench.summary(results))
+    for path in results.files:
+        console.print(f"written: {relative(path, course.root)}", markup=False)
+
+
 # The learner's companion commands (status, check, hint, watch, reset, diff, ...) register
 # themselves on `app`; imported last, as they use what this module defines.
 from . import companion  # noqa: E402, F401

@@ -394,6 +394,13 @@ def doctor() -> None:
             report(name, True, "installed")
         except ImportError:
             report(name, False, "missing", "Run `uv sync` (it installs the dev group).")
+    # Only `workshop bench` needs wrk: without it the course still works, so no exit code 1.
+    wrk = shutil.which("wrk") is not None
+    table.add_row(
+        "load generator (wrk)",
+        "[green]installed[/]" if wrk else "[yellow]missing[/]",
+        "" if wrk else "For `bench` only: `sudo apt-get install wrk` or `brew install wrk`.",
+    )
     console.print(table)
     if problems:
         raise typer.Exit(1)
