@@ -484,7 +484,9 @@ def run(
         raise WorkshopError("The sync baseline needs psycopg: install it with `uv sync`.")
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after the run
         raise WorkshopError("The benchmark's plot needs matplotlib: install it with `uv sync`.")
-    output = output or course.root / "build" / "bench"
+    # The servers' logs stay in the build folder, whatever `output` is (the docs, say).
+    build = course.root / "build" / "bench"
+    output = output or build
     server = resolve_server(course.root)
     steps = {VARIANTS[key].step for key in options.variants}
     names = {step: f"{database}_{step}" for step in steps}
@@ -495,9 +497,9 @@ def run(
         ):
             raise WorkshopError(f"{name} is not a database the benchmark may fill: choose another.")
     results = Results(options, machine(server))
-    (output / "logs").mkdir(parents=True, exist_ok=True)
+    (build / "logs").mkdir(parents=True, exist_ok=True)
     try:
-        run_sync(_run(course, server, database, names, results, output, say))
+        run_sync(_run(course, server, database, names, results, build, say))
     except asyncio.CancelledError:  # a SIGTERM
         raise WorkshopError("The benchmark was stopped before it was done.") from None
     results.files = write(results, output)
@@ -607,11 +609,15 @@ def percent_and_multiple(results: Results, variant: str, request: str) -> str:
     return ", ".join(p for p in parts if p) or "—"
 
 
+def markdown_title() -> str:
+    return "# Benchmark: the references against the raw limit and the sync baseline"
+
+
 def markdown(results: Results) -> str:
     options = results.options
     variants = [VARIANTS[key] for key in options.variants]
     lines = [
-        "# Benchmark: the references against the raw limit and the sync baseline",
+        markdown_title(),
         "",
         results.machine,
         "",

@@ -331,6 +331,10 @@ def bench_command(
     variants: Annotated[
         str, typer.Option(help="Which, comma-separated: raw, sync, 04, 05.")
     ] = "raw,sync,04,05",
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where results.md and results.png go (docs/performance for the docs)."),
+    ] = None,
 ) -> None:
     """Load the step 04 and 05 references beside two baselines with wrk; write build/bench/."""
     from . import bench
@@ -343,7 +347,9 @@ def bench_command(
         connections=connections,
         variants=[key.strip() for key in variants.split(",") if key.strip()],
     )
-    results = bench.run(course, options, say=lambda line: console.print(line, markup=False))
+    results = bench.run(
+        course, options, output=output, say=lambda line: console.print(line, markup=False)
+    )
     console.print(bench.summary(results))
     for path in results.files:
         console.print(f"written: {relative(path, course.root)}", markup=False)

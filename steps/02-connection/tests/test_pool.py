@@ -282,7 +282,7 @@ async def test_a_full_pool_answers_503_after_pool_timeout(make_app: MakeApp) -> 
 async def test_pre_ping_replaces_a_connection_the_server_ended(
     make_app: MakeApp, engine: AsyncEngine
 ) -> None:
-    app = make_app(pool_size=1, max_overflow=0)
+    app = make_app(pool_size=1, max_overflow=0, pool_pre_ping=True)
     async with serve(app) as client:
         first = (await client.get("/test/hold")).json()["pid"]
         async with engine.connect() as admin:
@@ -290,6 +290,27 @@ async def test_pre_ping_replaces_a_connection_the_server_ended(
         response = await client.get("/test/hold")
         assert response.status_code == 200
         assert response.json()["pid"] != first
+
+
+@pytest.mark.exercise("02.3")
+async def test_without_pre_ping_one_request_meets_the_dead_connections(
+    make_app: MakeApp, engine: AsyncEngine
+) -> None:
+    """The default: no pre-ping. The server ends both of the pool's connections. The first
+    request fails on a dead one (a 503), and SQLAlchemy then replaces every connection of the
+    pool as old as it: the next requests are served, on new connections."""
+    app = make_app(pool_size=2, max_overflow=0, pool_pre_ping=False)
+    async with serve(app, raise_app_exceptions=False) as client:
+        held = await asyncio.gather(*(client.get("/test/hold?seconds=0.2") for _ in range(2)))
+        pids = {response.json()["pid"] for response in held}
+        assert len(pids) == 2
+        async with engine.connect() as admin:
+            for pid in pids:
+                await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert (await client.get("/test/hold")).status_code == 503
+        after = [await client.get("/test/hold") for _ in range(3)]
+        assert [response.status_code for response in after] == [200, 200, 200]
+        assert not pids & {response.json()["pid"] for response in after}
 
 
 @pytest.mark.exercise("02.1")

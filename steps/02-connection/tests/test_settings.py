@@ -12,7 +12,7 @@ def test_pool_settings_have_defaults(pkg: ModuleType) -> None:
     assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (
         10.0,
         1800,
-        True,
+        False,
     )
     assert (settings.connect_timeout, settings.statement_timeout) == (5.0, 15.0)
     assert settings.app_name == "workshop"
@@ -23,11 +23,11 @@ def test_pool_settings_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("POOL_TIMEOUT", "2.5")
     monkeypatch.setenv("STATEMENT_TIMEOUT", "0.5")
-    monkeypatch.setenv("POOL_PRE_PING", "false")
+    monkeypatch.setenv("POOL_PRE_PING", "true")
     monkeypatch.setenv("APP_NAME", "shop-api")
     settings = pkg.config.Settings(_env_file=None)
     assert (settings.pool_timeout, settings.statement_timeout) == (2.5, 0.5)
-    assert (settings.pool_pre_ping, settings.app_name) == (False, "shop-api")
+    assert (settings.pool_pre_ping, settings.app_name) == (True, "shop-api")
 
 
 @pytest.mark.parametrize("name", ["POOL_TIMEOUT", "POOL_RECYCLE", "STATEMENT_TIMEOUT"])

@@ -25,8 +25,10 @@ class Settings(BaseSettings):
     pool_timeout: PositiveFloat = 10.0
     # Seconds after which a connection is replaced: firewalls and proxies drop idle ones.
     pool_recycle: PositiveInt = 1800
-    # Test a connection before lending it (one round trip), so a dropped one is replaced.
-    pool_pre_ping: bool = True
+    # Test a connection before lending it. Off: on asyncpg the test costs three round trips
+    # per request, and without it a connection found dead makes SQLAlchemy replace every
+    # connection of the pool as old as it (see step 02's page).
+    pool_pre_ping: bool = False
     # Seconds to wait for PostgreSQL to accept a connection before giving up.
     connect_timeout: PositiveFloat = 5.0
     # Seconds a statement may run before PostgreSQL cancels it.
