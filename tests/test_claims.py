@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from workshop.database import Server
+from workshop.course import Course
+from workshop.database import Server, create_database, drop_database, test_database_name
+from workshop.migrations import Migrations
 
 
 def test_plain_postgresql_url_names_no_async_driver() -> None:
@@ -50,3 +53,46 @@ async def test_a_read_costs_three_round_trips_and_pre_ping_three_more(
     finally:
         await engine.dispose()
     assert len(sent) == expected, sent
+
+
+async def test_under_row_level_security_a_search_cannot_start_from_its_index(
+    course: Course, server: Server
+) -> None:
+    """05-security, "What RLS does not do": `@@` is not LEAKPROOF, so for the app's role the
+    policy comes first and the GIN index of `search` is not used; the owner's role uses it."""
+    name = test_database_name("05_claims")
+    await create_database(server.url, name)
+    try:
+        url = server.database_url(name).render_as_string(hide_password=False)
+        migrations = Migrations(course.step("05"), solution=True)
+        await migrations.upgrade(url)
+        app_url = make_url(migrations.app_url(url))
+        owner = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            user = await owner.fetchval(
+                "INSERT INTO users (email, hashed_password) VALUES ('a@b.c', 'x') RETURNING id"
+            )
+            await owner.execute(
+                "INSERT INTO items (owner_id, name, price) SELECT $1, 'item ' || n || "
+                "CASE WHEN n % 50 = 0 THEN ' lamp' ELSE '' END, 1 "
+                "FROM generate_series(1, 5000) n",
+                user,
+            )
+            await owner.execute("ANALYZE items")
+            # Price full scans out: on a small table they win whatever the indexes.
+            await owner.execute("SET enable_seqscan = off")
+            search = (
+                "EXPLAIN SELECT id FROM items WHERE owner_id = $1 AND "
+                "search @@ websearch_to_tsquery('english', 'lamp')"
+            )
+            as_owner = "\n".join(r[0] for r in await owner.fetch(search, user))
+            async with owner.transaction():
+                await owner.execute(f'SET LOCAL ROLE "{app_url.username}"')
+                await owner.execute("SELECT set_config('app.user_id', $1, true)", str(user))
+                as_app = "\n".join(r[0] for r in await owner.fetch(search, user))
+        finally:
+            await owner.close()
+    finally:
+        await drop_database(server.url, name)
+    assert "ix_items_search" in as_owner, as_owner
+    assert "ix_items_search" not in as_app, as_app
