@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workshop import transcript
+from workshop import bench, transcript
 from workshop.course import Course, Step
 
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"', re.M)
@@ -90,3 +90,17 @@ def test_tests_named_in_the_docs_exist(course: Course) -> None:
             if name:
                 code = (course.root / path).read_text(encoding="utf-8")
                 assert re.search(rf"^(async )?def {name}\(", code, re.M), f"{page.name}: {name}"
+
+
+def test_the_performance_figures_come_from_a_full_benchmark_run(course: Course) -> None:
+    """docs/performance/ holds what `workshop bench --output docs/performance` wrote: the
+    header the benchmark writes (with the machine and the date), every variant, no quick run."""
+    figures = course.root / "docs" / "performance"
+    text = (figures / "results.md").read_text(encoding="utf-8")
+    title, _, machine, *_ = text.splitlines()
+    assert title == bench.markdown_title()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC · .+ · PostgreSQL \d+", machine), machine
+    assert "Quick mode" not in text
+    for variant in bench.VARIANTS.values():
+        assert f"| {variant.label} |" in text, variant.label
+    assert (figures / "results.png").stat().st_size > 10_000
