@@ -307,3 +307,12 @@ def test_a_row_never_contradicts_itself(course: Course) -> None:
     assert report.done(first) and not report.done(second)
     # An exercise with no check run is not done either.
     assert [e.id for e in report.unfinished] == ["05.1", "05.2", "05.4", "05.5"]
+
+
+def test_timings_give_every_figure_of_the_check_loop(copy: Course) -> None:
+    """`workshop dev timings` measures; the test says only that it produced its figures."""
+    code, output = run("dev", "timings", "01", "--runs", "1")
+    assert code == 0, output
+    row = next(line for line in output.splitlines() if "01-setup" in line)
+    figures = [float(cell) for cell in re.findall(r"\d+\.\d\d", row)]
+    assert len(figures) == 4 and all(seconds > 0 for seconds in figures), row

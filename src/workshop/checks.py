@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,9 +76,29 @@ class StepReport:
         return not self.unfinished and not self.other_failures
 
 
-def run_checks(step: Step, *, solution: bool = False) -> StepReport:
+def run_checks(step: Step, *, solution: bool = False, in_process: bool = False) -> StepReport:
     """Run `pytest steps/NN-name` (with --solution if asked) and collect every test's outcome."""
-    return run_steps([step], solution=solution)[step]
+    return run_steps([step], solution=solution, in_process=in_process)[step]
+
+
+def pytest_here(arguments: list[str], root: Path) -> tuple[int, str]:
+    """pytest in this process, its output captured. Only for a process that does nothing
+    else and ends after it, such as the child `workshop watch` forks for each check: it
+    starts with the libraries already imported, which is most of a check's time."""
+    import pytest
+
+    printed = io.StringIO()
+    previous = Path.cwd()
+    os.chdir(root)
+    # The toolkit is imported already (it is running this): pytest cannot rewrite the plugin's
+    # asserts any more, and says so with a warning, which the test settings make an error.
+    quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            code = pytest.main([*quiet, *arguments])
+    finally:
+        os.chdir(previous)
+    return int(code), printed.getvalue()
 
 
 def run_steps(
@@ -84,16 +107,14 @@ def run_steps(
     solution: bool = False,
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
+    in_process: bool = False,
 ) -> dict[Step, StepReport]:
     """Run several steps' checks in one pytest process (as `pytest steps/` does); `args`
-    go to pytest too."""
+    go to pytest too. `in_process`: in this very process (see `pytest_here`)."""
     root = steps[0].dir.parent.parent
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
+        arguments = [
             *(str(step.dir) for step in steps),
             "-q",
             "-p",
@@ -102,17 +123,26 @@ def run_steps(
             *(["--solution"] if solution else []),
             *args,
         ]
-        done = subprocess.run(
-            command, cwd=root, env=env, capture_output=True, text=True, check=False
-        )
-        output = done.stdout + done.stderr
-        if done.returncode == 5:
+        if in_process:
+            assert env is None, "in this process, the environment is this process's"
+            returncode, output = pytest_here(arguments, root)
+        else:
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", *arguments],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            returncode, output = done.returncode, done.stdout + done.stderr
+        if returncode == 5:
             raise WorkshopError("There are no tests to run: the step's tests/ folder is empty.")
         if not report.exists():
             last = output.strip().splitlines()[-1:] or ["(no output)"]
             raise WorkshopError(f"pytest could not run the checks: {last[0]}")
         data = json.loads(report.read_text())
-        if not data and done.returncode != 0:  # stopped before any test: say why
+        if not data and returncode != 0:  # stopped before any test: say why
             last = output.strip().splitlines()[-1:] or ["(no output)"]
             raise WorkshopError(last[0].strip("! ").replace("_pytest.outcomes.Exit: ", ""))
     reports = {}

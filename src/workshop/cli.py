@@ -305,6 +305,30 @@ def dev_wrong_answers(
     console.print(f"Every one of {len(verdicts)} wrong answers fails its exercise's tests.")
 
 
+@command(dev_app, "timings")
+def dev_timings(
+    steps: Annotated[list[str] | None, typer.Argument(help="Steps (default: all).")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Runs of each, after the first.")] = 3,
+) -> None:
+    """How long a learner waits for a verdict: check (cold, warm), pytest, and watch after a
+    save, per step, on your code as it is."""
+    from rich.table import Table
+
+    from .timings import measure
+
+    course = Course()
+    chosen = [course.step(number) for number in steps] if steps else course.steps
+    table = Table(title="Seconds to a verdict (warm: median)")
+    for column in ("step", "check, cold", "check, warm", "pytest, warm", "watch, after a save"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in chosen:
+        with console.status(f"Timing step {step.name}..."):
+            timing = measure(course, step, runs)
+        figures = (timing.check_cold, timing.check_warm, timing.pytest_warm, timing.after_save)
+        table.add_row(step.name, *(f"{seconds:.2f}" for seconds in figures))
+    console.print(table)
+
+
 @command(dev_app, "transcript")
 def dev_transcript() -> None:
     """Run the companion on a fresh copy of the course and write the docs' transcript."""

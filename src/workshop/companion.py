@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import importlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +27,7 @@ from rich.text import Text
 
 from . import database, progress, starter, verify, wrong_answers
 from .checks import run_checks
-from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, relative
+from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, errors, relative
 from .course import Course, Exercise, Step, UnknownName, WorkshopError
 from .generate import DIFF_NAME
 from .starter import END, SNIPPET, START, package_files, starter_files
@@ -112,8 +116,16 @@ def check(
     """Run a step's checks on your code and say what to do next (exit 0: step complete)."""
     course = Course()
     chosen = course.step(step) if step else progress.current(course)[0]
+    if code := check_and_say(course, chosen, solution=solution):
+        raise typer.Exit(code)
+
+
+def check_and_say(
+    course: Course, chosen: Step, *, solution: bool = False, in_process: bool = False
+) -> int:
+    """`check`'s work: the step's checks, the table, and what to do next. Its exit code."""
     with console.status(f"Checking step {chosen.name}..."):
-        report = run_checks(chosen, solution=solution)
+        report = run_checks(chosen, solution=solution, in_process=in_process)
     if not solution:
         progress.remember(course, chosen, report=report)
     table = Table(title=f"Step {chosen.name}")
@@ -134,7 +146,7 @@ def check(
         console.print(tail, soft_wrap=True, markup=False)
     if report.complete:
         console.print(f"[green]Step {chosen.number} is complete.[/]")
-        return
+        return 0
     if report.unfinished:
         exercise = report.unfinished[0]
         where = marker_of(chosen, exercise, solution=solution)
@@ -151,7 +163,7 @@ def check(
         console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True, markup=False)
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
         console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
-    raise typer.Exit(1)
+    return 1
 
 
 def hints_path(course: Course) -> Path:
@@ -190,6 +202,50 @@ def hint(
     console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
 
 
+# What every check imports before its first test: `watch` imports them once, then forks a
+# child per check, which starts with them loaded. The step's own code is never among them:
+# each child imports the files as they are now.
+WARM_MODULES = (
+    "pytest",
+    "pytest_asyncio",
+    "fastapi",
+    "pydantic_settings",
+    "sqlalchemy.ext.asyncio",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "asyncpg",
+    "httpx",
+    "asgi_lifespan",
+    "alembic.command",
+    "jwt",
+    "pwdlib",
+    "workshop.pytest_plugin",
+    "workshop.migrations",
+)
+
+
+def check_in_a_child(course: Course, chosen: Step) -> None:
+    """One check in a forked child of this warm process; where there is no fork (Windows),
+    in a new process, as `workshop check` does."""
+    if not hasattr(os, "fork"):
+        arguments = [sys.executable, "-m", "workshop", "check", chosen.number]
+        subprocess.run(arguments, cwd=course.root, check=False)
+        return
+    sys.stdout.flush()
+    if (pid := os.fork()) == 0:
+        code = 1
+        try:
+            code = check_and_say(course, chosen, in_process=True)
+        except WorkshopError as exc:
+            errors.print(str(exc), soft_wrap=True, markup=False)
+        except BaseException:
+            traceback.print_exc()  # os._exit below would end the child before Python says it
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)  # the child ends here: none of the parent's clean-up runs twice
+    os.waitpid(pid, 0)
+
+
 @command(app, panel=LEARN)
 def watch(step: OptionalStep = None) -> None:
     """Check the step again each time one of its files is saved (Ctrl+C stops)."""
@@ -197,10 +253,13 @@ def watch(step: OptionalStep = None) -> None:
 
     course = Course()
     chosen = course.step(step) if step else progress.current(course)[0]
-    arguments = [sys.executable, "-m", "workshop", "check", chosen.number]
+    with console.status("Getting ready..."):
+        for name in WARM_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     while True:
         console.clear()
-        subprocess.run(arguments, cwd=course.root, check=False)
+        check_in_a_child(course, chosen)
         console.print(f"\nWatching {relative(chosen.app_dir, course.root)} (Ctrl+C stops)...")
         for _ in changes(chosen.app_dir, chosen.dir / "tests", debounce=200, step=50):
             break

@@ -8,6 +8,7 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 from __future__ import annotations
 
 import json
+import sysconfig
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -78,6 +79,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: min(exercise_ids(item), default=""))
     timeouts = config.pluginmanager.hasplugin("timeout")
     for item in items:
+        if step_of(item.path) is not None:
+            without_library_frames(item)
         if timeouts and step_of(item.path) and item.get_closest_marker("timeout") is None:
             # A step test that hangs (a wrong answer can make one wait forever) fails instead.
             item.add_marker(pytest.mark.timeout(STEP_TEST_TIMEOUT))
@@ -101,6 +104,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def exercise_ids(item: pytest.Item) -> list[str]:
     return [mark.args[0] for mark in item.iter_markers("exercise")]
+
+
+# Where the installed libraries and Python's own modules live.
+LIBRARIES = tuple({Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib", "stdlib")})
+
+
+def in_a_library(entry: pytest.TracebackEntry) -> bool:
+    path = Path(entry.path)
+    return any(path.is_relative_to(library) for library in LIBRARIES)
+
+
+def without_library_frames(item: pytest.Item) -> None:
+    """A failure's frames inside FastAPI, Starlette, httpx or SQLAlchemy tell a learner
+    nothing, and showing them cost pytest most of a check's time (it parses each file to show
+    its lines): the item's failures show the step's own frames and the tests' only."""
+    shown = getattr(item, "_traceback_filter", None)  # pytest's, for a test function
+    if shown is None:
+        return
+
+    def ours(excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+        traceback = shown(excinfo)
+        return traceback.filter(lambda entry: not in_a_library(entry)) or traceback
+
+    item._traceback_filter = ours  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)
