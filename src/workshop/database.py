@@ -282,22 +282,28 @@ async def provision_roles(url: URL, *, owner: str, app: str) -> None:
     role may connect and, once the migrations grant it, read and write rows: no DDL.
     Connects to the database at `url` as an administrator.
     """
+    # The password is this server's own (token_urlsafe: letters, digits, - and _ only),
+    # set again each time: a role made with a password someone has read gets a new one.
+    password = await role_password(url, app)
+    # Roles belong to the whole server: their changes are made in the maintenance database,
+    # one process at a time (an advisory lock is per database), or two test processes that
+    # migrate at once fail with "tuple concurrently updated".
+    admin = await asyncpg.connect(libpq_dsn(url.set(database="postgres")), timeout=CONNECT_TIMEOUT)
+    try:
+        async with admin.transaction():
+            await admin.execute("SELECT pg_advisory_xact_lock(hashtext('workshop roles'))")
+            existing = set(await admin.fetchval("SELECT array_agg(rolname) FROM pg_roles"))
+            if owner not in existing:
+                await admin.execute(f'CREATE ROLE "{owner}" NOLOGIN')
+            if app not in existing:
+                await admin.execute(
+                    f'CREATE ROLE "{app}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE'
+                )
+            await admin.execute(f"ALTER ROLE \"{app}\" PASSWORD '{password}'")
+    finally:
+        await admin.close()
     connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
     try:
-        existing = set(await connection.fetchval("SELECT array_agg(rolname) FROM pg_roles"))
-        statements = []
-        if owner not in existing:
-            statements.append(f'CREATE ROLE "{owner}" NOLOGIN')
-        if app not in existing:
-            statements.append(f'CREATE ROLE "{app}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
-        # The password is this server's own (token_urlsafe: letters, digits, - and _ only),
-        # set again each time: a role made with a password someone has read gets a new one.
-        password = await role_password(url, app)
-        statements.append(f"ALTER ROLE \"{app}\" PASSWORD '{password}'")
-        for statement in statements:
-            # Two processes may race to create a role: the loser finds it made.
-            with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-                await connection.execute(statement)
         await connection.execute(f'ALTER DATABASE "{url.database}" OWNER TO "{owner}"')
         await connection.execute(f'GRANT CONNECT ON DATABASE "{url.database}" TO "{app}"')
         # Before PostgreSQL 15 everyone may create in the public schema: not the app.

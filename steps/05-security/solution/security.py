@@ -94,9 +94,14 @@ def decode_token(token: str, *, settings: Settings, key: str) -> int:
         options={"require": ["sub", "aud", "iat", "exp"]},
     )
     try:
-        return int(claims["sub"])
+        user_id = int(claims["sub"])
     except ValueError:
         raise jwt.InvalidTokenError("sub is not a user id") from None
+    # users.id is an integer column: a larger number is no user's, and would make the query
+    # that looks the user up fail (a 500) instead of answering 401.
+    if not 0 < user_id < 2**31:
+        raise jwt.InvalidTokenError("sub is not a user id")
+    return user_id
     # END EXERCISE
 
 

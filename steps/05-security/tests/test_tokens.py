@@ -39,6 +39,7 @@ BAD_TOKENS: dict[str, dict[str, Any]] = {
     "without an issued-at": {"iat": None},
     "without a subject": {"sub": None},
     "with a sub that is no id": {"sub": "admin"},
+    "with a sub past the id column's range": {"sub": str(2**31)},
     "with alg none": {"algorithm": "none", "key": None},
     "signed with HS512": {"algorithm": "HS512"},  # our key, but not our algorithm
 }
