@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -47,12 +48,19 @@ def phase(config: pytest.Config, what: str) -> Iterator[None]:
     """Say on the terminal what a long set-up is doing, and how long it took: a run that
     prints nothing for minutes looks hung."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None:
+            return
+        # A fixture's output is captured (and shown only if its test fails): not this.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(line)
+
     started = time.monotonic()
-    if reporter is not None:
-        reporter.write_line(f"\n[{what}...]")
+    say(f"\n[{what}...]")
     yield
-    if reporter is not None:
-        reporter.write_line(f"[{what}: {time.monotonic() - started:.0f} s]")
+    say(f"[{what}: {time.monotonic() - started:.0f} s]")
 
 
 @pytest.fixture(scope="session")
