@@ -3,6 +3,9 @@ an upgrade changes the behaviour, the page that states it fails here first."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -13,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from workshop.course import Course
 from workshop.database import Server, create_database, drop_database, test_database_name
+from workshop.loader import load_package
 from workshop.migrations import Migrations
 
 
@@ -55,18 +59,58 @@ async def test_a_read_costs_three_round_trips_and_pre_ping_three_more(
     assert len(sent) == expected, sent
 
 
+@asynccontextmanager
+async def migrated(course: Course, server: Server, number: str) -> AsyncIterator[str]:
+    """A database of the test's own, migrated by the step's reference: its owner's URL."""
+    name = test_database_name(f"{number}_claims")
+    await create_database(server.url, name)
+    try:
+        url = server.database_url(name).render_as_string(hide_password=False)
+        await Migrations(course.step(number), solution=True).upgrade(url)
+        yield url
+    finally:
+        await drop_database(server.url, name)
+
+
+@pytest.mark.parametrize("eager_defaults", [True, "auto"])
+async def test_the_insert_returns_server_defaults_anyway_the_update_only_when_eager(
+    course: Course, server: Server, eager_defaults: bool | str
+) -> None:
+    """04-crud, "No second SELECT": SQLAlchemy's default ("auto") already brings the INSERT's
+    server values back; `eager_defaults=True` adds the UPDATE's `updated_at`; the generated
+    `search` column is in neither."""
+    item_class = load_package(course.step("04"), solution=True).models.Item
+    mapper = item_class.__mapper__
+    saved, mapper.eager_defaults = mapper.eager_defaults, eager_defaults
+    sent: list[str] = []
+    try:
+        async with migrated(course, server, "04") as url:
+            engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+            try:
+                async with AsyncSession(engine, expire_on_commit=False) as session:
+                    item = item_class(name="lamp", price=Decimal("1.00"))
+                    session.add(item)
+                    await session.commit()
+                    item.price = Decimal("2.00")
+                    await session.commit()
+            finally:
+                await engine.dispose()
+    finally:
+        mapper.eager_defaults = saved
+    insert, update = (next(s for s in sent if s.startswith(verb)) for verb in ("INSERT", "UPDATE"))
+    assert "RETURNING items.id, items.created_at, items.updated_at" in insert
+    assert ("RETURNING items.updated_at" in update) is (eager_defaults is True)
+    assert "search" not in insert.partition("RETURNING")[2]
+
+
 async def test_under_row_level_security_a_search_cannot_start_from_its_index(
     course: Course, server: Server
 ) -> None:
     """05-security, "What RLS does not do": `@@` is not LEAKPROOF, so for the app's role the
     policy comes first and the GIN index of `search` is not used; the owner's role uses it."""
-    name = test_database_name("05_claims")
-    await create_database(server.url, name)
-    try:
-        url = server.database_url(name).render_as_string(hide_password=False)
-        migrations = Migrations(course.step("05"), solution=True)
-        await migrations.upgrade(url)
-        app_url = make_url(migrations.app_url(url))
+    async with migrated(course, server, "05") as url:
+        app_url = make_url(Migrations(course.step("05"), solution=True).app_url(url))
         owner = await asyncpg.connect(url.replace("+asyncpg", ""))
         try:
             user = await owner.fetchval(
@@ -92,7 +136,5 @@ async def test_under_row_level_security_a_search_cannot_start_from_its_index(
                 as_app = "\n".join(r[0] for r in await owner.fetch(search, user))
         finally:
             await owner.close()
-    finally:
-        await drop_database(server.url, name)
     assert "ix_items_search" in as_owner, as_owner
     assert "ix_items_search" not in as_app, as_app
