@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -10,9 +11,11 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from workshop import bench, transcript
 from workshop.course import Course, Step
+from workshop.database import Server, server_version
 
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"', re.M)
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
@@ -104,3 +107,19 @@ def test_the_performance_figures_come_from_a_full_benchmark_run(course: Course) 
     for variant in bench.VARIANTS.values():
         assert f"| {variant.label} |" in text, variant.label
     assert (figures / "results.png").stat().st_size > 10_000
+
+
+def test_the_installed_versions_are_the_ones_the_claims_were_checked_with(
+    course: Course, server: Server
+) -> None:
+    """The home page's "Versions": every installed version, and the server's, in its range."""
+    page = (course.root / "docs" / "index.md").read_text(encoding="utf-8")
+    ranges = dict(re.findall(r"^\| (\w+) \| .+ \| `([^`]+)` \|$", page, re.M))
+    installed = {
+        name: importlib.metadata.version(name.lower())
+        for name in ("SQLAlchemy", "asyncpg", "FastAPI", "Pydantic")
+    }
+    installed["PostgreSQL"] = server_version(server.url).split(".")[0]
+    assert set(ranges) == set(installed), ranges
+    for name, version in installed.items():
+        assert version in SpecifierSet(ranges[name]), f"{name} {version} is not {ranges[name]}"
