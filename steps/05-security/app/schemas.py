@@ -102,8 +102,18 @@ class ItemUpdate(BaseModel):
         return self
 
 
-class ItemPublic(ItemBase):
-    """What the API shows of an item: the fields declared here, never more."""
+class ItemPublic(BaseModel):
+    """What the API shows of an item: the fields declared here, never more.
+
+    Plain types, not ItemBase's rules: those judge what a client sends. A row the table holds
+    is shown as it is, even one written outside the API (a blank name, typed in psql), rather
+    than failing with a 500 every page that holds it.
+    """
+
+    name: str
+    description: str | None = None
+    price: Decimal
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
     model_config = ConfigDict(from_attributes=True)
 
