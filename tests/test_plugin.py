@@ -156,6 +156,8 @@ def test_an_unknown_exercise_id_is_refused(
     pytester: pytest.Pytester, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_course(pytester)
+    # The session's server: without it, the run would start an embedded one in the copy.
+    monkeypatch.setenv("DATABASE_URL", server.url.render_as_string(hide_password=False))
     (pytester.path / "steps/02-two/tests/test_two.py").write_text(
         "import pytest\n\n\n@pytest.mark.exercise('02.9')\ndef test_x():\n    pass\n"
     )
