@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -33,15 +32,10 @@ from workshop.database import (
     test_database_name,
 )
 from workshop.migrations import Migrations
+from workshop.serving import free_port
 from workshop.testing import TcpProxy
 
 APP_NAME = "workshop-under-attack"  # the application_name of the served app's connections
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -102,59 +96,67 @@ class Served:
 
 
 @asynccontextmanager
+async def migrated_database(step: Step, server: Server, label: str) -> AsyncIterator[str]:
+    """A database of the test's own, migrated by the step's reference (when the step has
+    migrations), dropped at the end: its owner's URL."""
+    name = test_database_name(f"{step.number}_{label}")
+    await create_database(server.url, name)
+    try:
+        url = server.database_url(name).render_as_string(hide_password=False)
+        if step.has_migrations:
+            await Migrations(step, solution=True).upgrade(url)
+        yield url
+    finally:
+        await drop_database(server.url, name)
+
+
+@asynccontextmanager
 async def serve_step(
     step: Step, server: Server, *, proxied: bool = False, **settings: str
 ) -> AsyncIterator[Served]:
     """The step's solution under uvicorn (one worker), on a fresh migrated database; with
     `proxied`, its connections go through a TcpProxy (`served.proxy`) a test can cut."""
-    name = test_database_name(f"{step.number}_faults")
-    await create_database(server.url, name)
-    url = server.database_url(name).render_as_string(hide_password=False)
-    app_url = url
-    if step.has_migrations:
-        migrations = Migrations(step, solution=True)
-        await migrations.upgrade(url)
-        app_url = migrations.app_url(url)
-    proxy = None
-    if proxied:
-        proxy = TcpProxy(make_url(app_url))
-        await proxy.start()
-        app_url = proxy.url
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": app_url,
-        "APP_NAME": APP_NAME,
-        "SECRET_KEY": "a-secret-key-for-the-fault-tests-only-0123456789",
-        **{key.upper(): value for key, value in settings.items()},
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "solution.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=step.dir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    served = Served(step, url, port, process, proxy)
-    served.reader = threading.Thread(target=served.read_log, daemon=True)
-    served.reader.start()
-    try:
-        await wait_until_up(served)
-        yield served
-    finally:
-        await served.stop()
-        if proxy is not None:
-            await proxy.stop()
-        await drop_database(server.url, name)
+    async with migrated_database(step, server, "faults") as url:
+        app_url = Migrations(step, solution=True).app_url(url) if step.has_migrations else url
+        proxy = None
+        if proxied:
+            proxy = TcpProxy(make_url(app_url))
+            await proxy.start()
+            app_url = proxy.url
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": app_url,
+            "APP_NAME": APP_NAME,
+            "SECRET_KEY": "a-secret-key-for-the-fault-tests-only-0123456789",
+            **{key.upper(): value for key, value in settings.items()},
+        }
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "solution.main:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=step.dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        served = Served(step, url, port, process, proxy)
+        served.reader = threading.Thread(target=served.read_log, daemon=True)
+        served.reader.start()
+        try:
+            await wait_until_up(served)
+            yield served
+        finally:
+            await served.stop()
+            if proxy is not None:
+                await proxy.stop()
 
 
 async def wait_until_up(served: Served, within: float = 20.0) -> None:

@@ -3,8 +3,6 @@ an upgrade changes the behaviour, the page that states it fails here first."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -15,9 +13,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from workshop.course import Course
-from workshop.database import Server, create_database, drop_database, test_database_name
+from workshop.database import Server
 from workshop.loader import load_package
 from workshop.migrations import Migrations
+
+from .faults import migrated_database
 
 
 def test_plain_postgresql_url_names_no_async_driver() -> None:
@@ -59,19 +59,6 @@ async def test_a_read_costs_three_round_trips_and_pre_ping_three_more(
     assert len(sent) == expected, sent
 
 
-@asynccontextmanager
-async def migrated(course: Course, server: Server, number: str) -> AsyncIterator[str]:
-    """A database of the test's own, migrated by the step's reference: its owner's URL."""
-    name = test_database_name(f"{number}_claims")
-    await create_database(server.url, name)
-    try:
-        url = server.database_url(name).render_as_string(hide_password=False)
-        await Migrations(course.step(number), solution=True).upgrade(url)
-        yield url
-    finally:
-        await drop_database(server.url, name)
-
-
 @pytest.mark.parametrize("eager_defaults", [True, "auto"])
 async def test_the_insert_returns_server_defaults_anyway_the_update_only_when_eager(
     course: Course, server: Server, eager_defaults: bool | str
@@ -84,7 +71,7 @@ async def test_the_insert_returns_server_defaults_anyway_the_update_only_when_ea
     saved, mapper.eager_defaults = mapper.eager_defaults, eager_defaults
     sent: list[str] = []
     try:
-        async with migrated(course, server, "04") as url:
+        async with migrated_database(course.step("04"), server, "claims") as url:
             engine = create_async_engine(url)
             event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
             try:
@@ -109,7 +96,7 @@ async def test_under_row_level_security_a_search_cannot_start_from_its_index(
 ) -> None:
     """05-security, "What RLS does not do": `@@` is not LEAKPROOF, so for the app's role the
     policy comes first and the GIN index of `search` is not used; the owner's role uses it."""
-    async with migrated(course, server, "05") as url:
+    async with migrated_database(course.step("05"), server, "claims") as url:
         app_url = make_url(Migrations(course.step("05"), solution=True).app_url(url))
         owner = await asyncpg.connect(url.replace("+asyncpg", ""))
         try:

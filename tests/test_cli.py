@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from workshop.cli import app
 from workshop.course import Course
 from workshop.database import Server
+from workshop.serving import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +59,6 @@ def test_check_on_the_solution_passes() -> None:
 def test_dev_sync_check_finds_the_starters_in_sync() -> None:
     result = CliRunner().invoke(app, ["dev", "sync", "--check"])
     assert result.exit_code == 0, result.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_run_refuses_a_taken_port() -> None:

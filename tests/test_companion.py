@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import queue
 import re
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +16,7 @@ from workshop import verify
 from workshop.checks import StepReport, TestOutcome
 from workshop.cli import app
 from workshop.course import Course
+from workshop.timings import next_verdict, watching
 
 EXERCISE_01_2 = re.compile(r"# EXERCISE 01\.2:.*?# END EXERCISE\n", re.S)
 
@@ -201,37 +198,11 @@ def test_doctor_finds_a_sound_machine_and_a_broken_database(
 
 
 def test_watch_checks_again_when_a_file_is_saved(copy: Course) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workshop", "watch", "01"],
-        cwd=copy.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-
-    def wait_for(text: str, seconds: float) -> str:
-        deadline = time.monotonic() + seconds
-        seen = ""
-        while time.monotonic() < deadline:
-            try:
-                seen += lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if text in seen:
-                return seen
-        raise AssertionError(f"no {text!r} within {seconds} s:\n{seen}")
-
-    try:
-        assert "Next: exercise 01.1" in wait_for("Watching", 60)
+    with watching(copy, copy.step("01")) as lines:
+        assert "Next: exercise 01.1" in next_verdict(lines, within=60)
         time.sleep(2)  # the watcher starts just after it says so
         finish(copy, "01")  # the learner saves their work
-        assert "Step 01 is complete." in wait_for("Watching", 30)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()  # type: ignore[union-attr]
+        assert "Step 01 is complete." in next_verdict(lines, within=30)
 
 
 def test_verify_says_what_is_wrong_with_the_course(copy: Course) -> None:

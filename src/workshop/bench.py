@@ -20,7 +20,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from .database import (
     run_sync,
     server_version,
 )
+from .serving import free_port
 
 ITEMS = 10_000
 DATABASE = "workshop_bench"  # + "_04", "_05": one database per step's schema
@@ -324,12 +324,6 @@ class Served:
 
 # The last line of a traceback: `RuntimeError: ...`, `asyncpg.exceptions.Foo: ...`.
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(course: Course, variant: Variant, database: BenchDatabase, logs: Path) -> Served:

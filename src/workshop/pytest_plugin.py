@@ -79,15 +79,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: min(exercise_ids(item), default=""))
     timeouts = config.pluginmanager.hasplugin("timeout")
     for item in items:
-        if step_of(item.path) is not None:
+        step = step_of(item.path)
+        if step is not None:
             without_library_frames(item)
-        if timeouts and step_of(item.path) and item.get_closest_marker("timeout") is None:
+        if timeouts and step is not None and item.get_closest_marker("timeout") is None:
             # A step test that hangs (a wrong answer can make one wait forever) fails instead.
             item.add_marker(pytest.mark.timeout(STEP_TEST_TIMEOUT))
         for exercise_id in exercise_ids(item):
             # `pytest -k ex02_1` selects exercise 02.1's tests.
             item.extra_keyword_matches.add(f"ex{exercise_id.replace('.', '_')}")
-            step = step_of(item.path)
             if step is None or exercise_id not in {e.id for e in step.exercises}:
                 raise pytest.UsageError(
                     f"{item.nodeid} is marked with exercise {exercise_id}, "

@@ -1,9 +1,11 @@
-"""How `workshop run` logs: uvicorn's own configuration, with unfinished exercises shortened."""
+"""Serving a step: how `workshop run` logs (uvicorn's own configuration, with unfinished
+exercises shortened), and a free port for a server of the toolkit's or the tests' own."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import socket
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
@@ -28,3 +30,10 @@ def log_config() -> dict[str, Any]:
     config["filters"] = {"exercise_stubs": {"()": "workshop.serving.ExerciseStubFilter"}}
     config["handlers"]["default"]["filters"] = ["exercise_stubs"]
     return config
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -61,16 +61,19 @@ def watching(course: Course, step: Step) -> Iterator[queue.Queue[str]]:
         process.stdout.close()
 
 
-def next_verdict(lines: queue.Queue[str], within: float = 120) -> None:
-    """Wait for the line `watch` prints once a check is done."""
+def next_verdict(lines: queue.Queue[str], within: float = 120) -> str:
+    """Wait for the line `watch` prints once a check is done; what it printed until then."""
     deadline = time.monotonic() + within
+    seen = ""
     while time.monotonic() < deadline:
         try:
-            if lines.get(timeout=0.1).startswith("Watching"):
-                return
+            line = lines.get(timeout=0.1)
         except queue.Empty:
             continue
-    raise TimeoutError(f"`workshop watch` gave no verdict within {within} s")
+        seen += line
+        if line.startswith("Watching"):
+            return seen
+    raise TimeoutError(f"`workshop watch` gave no verdict within {within} s:\n{seen}")
 
 
 def after_saves(course: Course, step: Step, saves: int) -> list[float]:
