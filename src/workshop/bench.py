@@ -96,6 +96,14 @@ VARIANTS = {
             "raw", "Starlette + raw asyncpg (the limit)", "raw_asyncpg:app", "04", "bench/variants"
         ),
         Variant(
+            "fastapi",
+            "FastAPI + raw asyncpg",
+            "fastapi_asyncpg:app",
+            "04",
+            "bench/variants",
+        ),
+        Variant("core", "FastAPI + SQLAlchemy Core", "fastapi_core:app", "04", "bench/variants"),
+        Variant(
             "sync", "sync ORM on psycopg (template style)", "sync_orm:app", "04", "bench/variants"
         ),
         Variant("04", "step 04 reference", "solution.main:app", "04"),
@@ -371,7 +379,7 @@ async def answers(served: Served, client: httpx.AsyncClient) -> dict[str, Any]:
     """Each request once, checked: a variant that answers an error is not benchmarked."""
     headers = {"Authorization": f"Bearer {served.token}"} if served.token else {}
     item = {"name": f"bench check {secrets.token_hex(4)}", "description": "A lamp."}
-    item |= {"price": 12.5, "attributes": {"color": "red"}}
+    item |= {"price": "12.50", "attributes": {"color": "red"}}
     sent = {
         "get": ("GET", "/items/1", None),
         "list": ("GET", "/items?limit=20", None),

@@ -113,10 +113,18 @@ def check(
     step: OptionalStep = None,
     solution: Annotated[bool, typer.Option("--solution", help="Check the reference.")] = False,
 ) -> None:
-    """Run a step's checks on your code and say what to do next (exit 0: step complete)."""
+    """Run a step's checks on your code and say what to do next (exit 0: step complete).
+
+    Without a step, the one you are on. It says which exercises are done and, for the first
+    one that is not, its instruction, where its marker is, what its first failing check says,
+    its first hint and its docs section.
+    """
     course = Course()
     chosen = course.step(step) if step else progress.current(course)[0]
-    if code := check_and_say(course, chosen, solution=solution):
+    # As the `workshop` command, nothing else runs pytest in this process: run it here, and
+    # spare a second interpreter's start-up. Under a test's CliRunner, in a new process.
+    in_process = "pytest" not in sys.modules
+    if code := check_and_say(course, chosen, solution=solution, in_process=in_process):
         raise typer.Exit(code)
 
 

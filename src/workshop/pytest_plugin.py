@@ -44,6 +44,7 @@ STEP_TEST_TIMEOUT = 60
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 FAILED_STEPS_KEY = pytest.StashKey[set[Path]]()
 DATABASES_KEY = pytest.StashKey["TestDatabases"]()
+APPS_KEY = pytest.StashKey[dict[Any, FastAPI]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(id): the test checks that exercise, e.g. '01.2'")
     config.stash[REPORT_KEY] = {}
     config.stash[FAILED_STEPS_KEY] = set()
+    config.stash[APPS_KEY] = {}
     # Read DATABASE_URL now: each test's clean environment no longer has it.
     config.stash[DATABASES_KEY] = TestDatabases(
         config.rootpath,
@@ -426,15 +428,32 @@ def statements(engine: AsyncEngine) -> Iterator[list[str]]:
     event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
+def settings_key(settings: Any) -> tuple[tuple[str, str], ...]:
+    """Settings as a key: every field's value, secrets included (their repr hides them)."""
+    values = settings.model_dump()
+    for name, value in values.items():
+        if hasattr(value, "get_secret_value"):
+            values[name] = value.get_secret_value()
+    return tuple((name, repr(value)) for name, value in sorted(values.items()))
+
+
 @pytest.fixture
-def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastAPI:
+def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     """The step's app, built by its `create_app(settings)`.
 
     A test that also asks for `session` has the app's requests run in that session (the
     step's `db.get_session` is overridden), so what they write is rolled back too. Other
     tests get the app as it is, with its own engine and pool.
+
+    One app serves every test of the run with the same package and settings: FastAPI builds
+    each route's validators on an app's first request, a tenth of a second per test. Each
+    test still runs the app's lifespan afresh (`client`); a test that changes the app (a route
+    of its own, its state's settings) gets an app no other test will see.
     """
-    app: FastAPI = pkg.main.create_app(settings)
+    apps = request.config.stash[APPS_KEY]
+    key = (pkg.__name__, id(pkg), settings_key(settings))
+    app: FastAPI = apps.get(key) or pkg.main.create_app(settings)
+    routes, built_with = list(app.router.routes), app.state._state.get("settings")
     get_session = getattr(getattr(pkg, "db", None), "get_session", None)
     if get_session is not None and "session" in request.fixturenames:
         from sqlalchemy.exc import DBAPIError
@@ -453,7 +472,12 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> FastA
                 raise
 
         app.dependency_overrides[get_session] = use_test_session
-    return app
+    yield app
+    app.dependency_overrides.clear()
+    if app.router.routes == routes and app.state._state.get("settings") is built_with:
+        apps[key] = app
+    else:
+        apps.pop(key, None)
 
 
 @pytest.fixture
