@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,22 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def course() -> Course:
     return Course(ROOT)
+
+
+@pytest.fixture(scope="session")
+def site(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The course site, built once by `mkdocs build --strict` for the docs and browser tests."""
+    out = tmp_path_factory.mktemp("site")
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # Material's banner about MkDocs 2
+        cwd=course.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
-import subprocess
-import sys
 from html import unescape
 from pathlib import Path
 
-import pytest
 from packaging.specifiers import SpecifierSet
 
 from workshop import bench, transcript
@@ -19,21 +15,6 @@ from workshop.database import Server, server_version
 
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"', re.M)
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
-
-
-@pytest.fixture(scope="module")
-def site(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # Material's banner about MkDocs 2
-        cwd=course.root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return out
 
 
 def included_lines(root: Path, reference: str) -> list[str]:
