@@ -41,7 +41,7 @@ function request()
     sent = sent + 1
     local body = string.format(
       '{"name": "bench %s %d-%d", "description": "A lamp made for the benchmark.", '
-        .. '"price": 12.5, "attributes": {"color": "red", "size": 3}}',
+        .. '"price": "12.50", "attributes": {"color": "red", "size": 3}}',
       words[1], thread_id, sent
     )
     return wrk.format("POST", "/items", nil, body)

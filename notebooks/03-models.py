@@ -25,11 +25,12 @@
 # 1. read the SQL that step 03's models describe;
 # 2. migrate a database of the notebook's own with Alembic, and check that it matches the models;
 # 3. store an item with the ORM, read it back, and show it through `ItemPublic`;
-# 4. see why money is a `Decimal` and never a `float`;
+# 4. see why money is a `Decimal` and never a `float`, and why a price is sent as a string;
 # 5. watch `ItemCreate` refuse what the table could not store;
 # 6. clean up.
 
 # %%
+import json
 from decimal import Decimal
 
 from pydantic import ValidationError
@@ -209,18 +210,26 @@ async with engine.connect() as connection:
         print(f"{value!r:>30} is stored as {stored}")
 
 # %% [markdown]
-# `Price` in `ItemCreate` (exercise 03.3) stops that before the database sees it. It turns
-# `0.1` into `Decimal('0.1')`, from its text, not from its binary value. It refuses a third
-# decimal place instead of letting PostgreSQL round it away, and it refuses the float sum
-# `0.1 + 0.2`, whose decimals do not fit.
+# A client sends its price in JSON. FastAPI reads a request's body with `json.loads`, which
+# makes a JSON number with a point a float, before any schema sees it: the digits beyond the
+# float's precision are already gone.
 
 # %%
-print(repr(ItemCreate(name="a", price=0.1).price))
-for price in (1.005, 0.1 + 0.2):
+print(json.loads('{"price": 0.10000000000000000001}'))
+
+# %% [markdown]
+# So `Price` in `ItemCreate` (exercise 03.3) takes a price only as a string, which `Decimal`
+# reads digit for digit, and refuses a JSON number, whole or not, with a message that says what
+# to send. It refuses a third decimal place instead of letting PostgreSQL round it away. Each
+# line validates what `json.loads` makes of a body, as FastAPI does with a request:
+
+# %%
+for price in ('"0.1"', "0.1", "10", '"0.10000000000000000001"', '"1.005"', '"1e2"'):
+    body = json.loads(f'{{"name": "a", "price": {price}}}')
     try:
-        ItemCreate(name="a", price=price)
+        print(f"{price:>24} -> {ItemCreate.model_validate(body).price!r}")
     except ValidationError as error:
-        print(price, "->", error.errors()[0]["msg"])
+        print(f"{price:>24} -> {error.errors()[0]['msg']}")
 
 # %% [markdown]
 # ## 5. What `ItemCreate` refuses, and why
@@ -229,9 +238,9 @@ for price in (1.005, 0.1 + 0.2):
 
 # %%
 candidates = {
-    "a 101-character name": {"name": "x" * 101, "price": 1},
-    "a NUL character": {"name": "nul\x00", "price": 1},
-    "an unknown field": {"name": "a", "price": 1, "owner_id": 7},
+    "a 101-character name": {"name": "x" * 101, "price": "1"},
+    "a NUL character": {"name": "nul\x00", "price": "1"},
+    "an unknown field": {"name": "a", "price": "1", "owner_id": 7},
 }
 for what, fields in candidates.items():
     try:

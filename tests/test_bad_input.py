@@ -100,6 +100,13 @@ BAD_FIELDS: dict[str, dict[str, Any]] = {
         "a list": ["lamp"],
     },
     "price": {
+        # A JSON number is a float before the schema sees it: a price is sent as a string.
+        "a JSON number with cents": 9.99,
+        "a whole JSON number": 10,
+        "21 decimals as a string": "0.10000000000000000001",
+        "an exponent": "1e2",
+        "spaces around it": " 9.99 ",
+        "full-width digits": "\uff19.\uff19\uff19",
         "negative": -1,
         "a cent below zero": "-0.01",
         "three decimals": "1.005",
@@ -130,11 +137,11 @@ MALFORMED = {
     "empty": b"",
     "null": b"null",
     "a string": b'"lamp"',
-    "a trailing comma": b'{"name": "lamp", "price": 1,}',
-    "single quotes": b"{'name': 'lamp', 'price': 1}",
-    "invalid UTF-8": b'{"name": "\xff", "price": 1}',
+    "a trailing comma": b'{"name": "lamp", "price": "1",}',
+    "single quotes": b"{'name': 'lamp', 'price': '1'}",
+    "invalid UTF-8": b'{"name": "\xff", "price": "1"}',
     "a 1e400 price": b'{"name": "lamp", "price": 1e400}',
-    "a 5,000-digit number": b'{"name": "lamp", "price": 1, "attributes": {"n": '
+    "a 5,000-digit number": b'{"name": "lamp", "price": "1", "attributes": {"n": '
     + b"9" * 5000
     + b"}}",
     "100,000 levels deep": b"[" * 100_000,

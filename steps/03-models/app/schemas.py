@@ -1,10 +1,20 @@
 """The API's side: what clients send and receive, validated before it reaches the database."""
 
 import math
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 # Lists and objects nested deeper are refused: no real attribute comes close, and a few hundred
 # levels reach the limits of Pydantic's serializer and of Python's recursion (a 500).
@@ -37,6 +47,26 @@ def storable(value: Any, *, depth: int = 0) -> Any:
 
 Text = Annotated[str, AfterValidator(storable)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
+
+# FastAPI parses a body with json.loads: a JSON number is a float before any validator sees it,
+# and 0.10000000000000000001 is already 0.1. So a price travels as a string, read digit by digit.
+PRICE_TEXT = r"^[0-9]+(\.[0-9]+)?$"
+
+
+def sent_as_text(price: Any) -> Any:
+    """Let a price through as plain digits ("9.99"); refuse a JSON number, whole or not."""
+    if isinstance(price, Decimal):
+        return price  # from Python code, not from JSON: exact already
+    if not isinstance(price, str):
+        raise PydanticCustomError("price_type", 'Send the price as a string, e.g. "9.99"')
+    # Decimal() would also read "1e2", "1_000", " 9.99" and digits of other scripts.
+    if not re.fullmatch(PRICE_TEXT, price):
+        raise PydanticCustomError("price_format", 'Write the price in plain digits, e.g. "9.99"')
+    return price
+
+
+# What /docs shows of a price, and what clients and fuzzers generate from: never a number.
+PriceText = Annotated[str, Field(pattern=PRICE_TEXT, examples=["9.99"])]
 
 # EXERCISE 03.3: constrain Name and Price exactly as their columns are
 Name = str

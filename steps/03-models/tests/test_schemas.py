@@ -1,16 +1,23 @@
 """Step 03 checks: the API's types agree with the columns, so nothing is truncated or refused."""
 
+import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def column(session: AsyncSession, name: str) -> Any:
@@ -39,13 +46,13 @@ WRITTEN_NAMES = [
 async def test_name_fits_the_column_exactly(pkg: ModuleType, session: AsyncSession) -> None:
     length = (await column(session, "name")).length
     create = pkg.schemas.ItemCreate
-    assert create(name="x" * length, price=1).name == "x" * length
-    assert create(name=f"  {'x' * length}  ", price=1).name == "x" * length  # stripped first
+    assert create(name="x" * length, price="1").name == "x" * length
+    assert create(name=f"  {'x' * length}  ", price="1").name == "x" * length  # stripped first
     for refused in ("x" * (length + 1), "   ", "nul\x00"):
         with pytest.raises(ValidationError):
-            create(name=refused, price=1)
+            create(name=refused, price="1")
     for name in WRITTEN_NAMES:
-        assert create(name=name, price=1).name == name
+        assert create(name=name, price="1").name == name
 
 
 @pytest.mark.exercise("03.3")
@@ -54,12 +61,52 @@ async def test_price_fits_the_column_exactly(pkg: ModuleType, session: AsyncSess
     whole, places = numeric.precision - numeric.scale, numeric.scale
     largest = Decimal(f"{'9' * whole}.{'9' * places}")
     create = pkg.schemas.ItemCreate
-    assert create(name="a", price=largest).price == largest
-    assert create(name="a", price="0.1").price == Decimal("0.1")
-    assert create(name="a", price=0).price == 0  # free is allowed: the check is price >= 0
-    for refused in (largest + 1, Decimal(f"0.{'0' * places}1"), Decimal("-0.01"), "NaN"):
-        with pytest.raises(ValidationError):
-            create(name="a", price=refused)
+    # As a client sends it, a string, and as Python code may, a Decimal: both exact.
+    for accepted in (largest, str(largest), "0.1", "0", Decimal(0)):  # free: price >= 0
+        assert create(name="a", price=accepted).price == Decimal(accepted)
+    too_precise = f"0.{'0' * places}1"
+    for refused in (largest + 1, Decimal(too_precise), Decimal("-0.01"), "NaN"):
+        for price in (refused, str(refused)):
+            with pytest.raises(ValidationError):
+                create(name="a", price=price)
+
+
+def price_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """The errors of a 422 that are about the price."""
+    assert response.status_code == 422, response.text
+    return [e for e in response.json()["detail"] if e["loc"] == ["body", "price"]]
+
+
+@pytest.mark.exercise("03.3")
+async def test_a_price_is_sent_as_a_string_never_as_a_json_number(
+    pkg: ModuleType, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The path a request takes: FastAPI reads the body with json.loads, then validates it.
+    A JSON number is a float by then (0.10000000000000000001 is 0.1), so it is refused, with a
+    422 that says what to send; the same digits in a string are refused too, never rounded."""
+
+    @app.post("/test/price")
+    async def echo(item: pkg.schemas.ItemCreate) -> dict[str, str]:
+        return {"price": str(item.price)}
+
+    async def send(price: str) -> httpx.Response:
+        body = f'{{"name": "Lamp", "price": {price}}}'
+        return await client.post("/test/price", content=body, headers=JSON)
+
+    for number in ("0.10000000000000000001", "9.99", "0.1", "10", "1e2"):
+        errors = price_errors(await send(number))
+        assert errors and 'Send the price as a string, e.g. "9.99"' in errors[0]["msg"], number
+    for written in ("9.99", "0.1", "10", "0"):
+        assert (await send(f'"{written}"')).json() == {"price": written}
+    refusals = {"0.10000000000000000001": "digits", "0.001": "places", "1e2": "price_format"}
+    for written, rule in refusals.items():
+        errors = price_errors(await send(f'"{written}"'))
+        assert errors and rule in errors[0]["type"], written
+    # What /docs shows, and what a client generates a price from: a string of digits.
+    openapi = get_openapi(title="test", version="1", routes=app.routes)  # not app's cached one
+    shown = openapi["components"]["schemas"]["ItemCreate"]["properties"]["price"]
+    assert shown["type"] == "string" and "number" not in json.dumps(shown)
+    assert re.search(shown["pattern"], "9.99") and not re.search(shown["pattern"], "9.99e0")
 
 
 @pytest.mark.exercise("03.4")
@@ -78,14 +125,9 @@ def test_item_public_needs_the_server_fields_with_their_time_zone(pkg: ModuleTyp
                 public(**{**fields, key: wrong})
 
 
-def test_money_is_never_a_float(pkg: ModuleType) -> None:
-    item = pkg.schemas.ItemCreate.model_validate_json('{"name": "a", "price": 0.1}')
-    assert type(item.price) is Decimal and item.price == Decimal("0.1")
-
-
 def test_unknown_fields_are_refused(pkg: ModuleType) -> None:
     with pytest.raises(ValidationError, match="owner_id"):
-        pkg.schemas.ItemCreate(name="a", price=1, owner_id=7)
+        pkg.schemas.ItemCreate(name="a", price="1", owner_id=7)
 
 
 def json_numbers(value: Any) -> Any:
@@ -109,7 +151,8 @@ candidates = st.fixed_dictionaries(
     {
         "name": st.text(max_size=110),
         "price": st.decimals(allow_nan=True, allow_infinity=False, places=3)
-        | st.decimals(min_value=0, max_value=Decimal("99999999.99"), places=2),
+        | st.decimals(min_value=0, max_value=Decimal("99999999.99"), places=2)
+        | st.decimals(min_value=0, max_value=Decimal("99999999.99"), places=2).map(str),
         "description": st.none() | st.text(),
         "attributes": st.dictionaries(st.text(), json_values, max_size=4),
     }

@@ -1,5 +1,6 @@
 """Step 04 checks: every call of the /items API, its success and its failures."""
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from types import ModuleType
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 NewItem = Callable[..., dict[str, Any]]
+JSON = {"Content-Type": "application/json"}
 
 
 async def count(pkg: ModuleType, session: AsyncSession) -> int:
@@ -75,6 +77,28 @@ async def test_an_invalid_body_is_422_and_writes_nothing(
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"][0] == "body"
     assert await count(pkg, session) == before
+
+
+async def test_a_price_sent_as_a_json_number_is_422_saying_to_send_a_string(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """json.loads makes 0.10000000000000000001 the float 0.1 before the schema sees it: a
+    price is taken as a string only, and /docs says so (PATCH's too)."""
+    before = await count(pkg, session)
+    bodies = {
+        "/items": '{"name": "Lamp", "price": %s}',
+        "/items/bulk": '[{"name": "Lamp", "price": %s}]',
+    }
+    for path, body in bodies.items():
+        for number in ("0.10000000000000000001", "12.5", "10"):
+            response = await client.post(path, content=body % number, headers=JSON)
+            assert response.status_code == 422, (path, number)
+            error = response.json()["errors"][0]
+            assert error["loc"][-1] == "price" and 'as a string, e.g. "9.99"' in error["msg"]
+    assert await count(pkg, session) == before
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    for schema in ("ItemCreate", "ItemUpdate"):
+        assert '"number"' not in json.dumps(schemas[schema]["properties"]["price"]), schema
 
 
 @pytest.mark.exercise("04.4")

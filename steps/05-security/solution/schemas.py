@@ -1,6 +1,7 @@
 """The API's side: what clients send and receive, validated before it reaches the database."""
 
 import math
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
@@ -8,6 +9,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -15,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # --8<-- [start:storable]
 # Lists and objects nested deeper are refused: no real attribute comes close, and a few hundred
@@ -54,6 +57,28 @@ JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
 # 10,000 characters keep any description far below it.
 Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(storable)]
 
+# --8<-- [start:price-text]
+# FastAPI parses a body with json.loads: a JSON number is a float before any validator sees it,
+# and 0.10000000000000000001 is already 0.1. So a price travels as a string, read digit by digit.
+PRICE_TEXT = r"^[0-9]+(\.[0-9]+)?$"
+
+
+def sent_as_text(price: Any) -> Any:
+    """Let a price through as plain digits ("9.99"); refuse a JSON number, whole or not."""
+    if isinstance(price, Decimal):
+        return price  # from Python code, not from JSON: exact already
+    if not isinstance(price, str):
+        raise PydanticCustomError("price_type", 'Send the price as a string, e.g. "9.99"')
+    # Decimal() would also read "1e2", "1_000", " 9.99" and digits of other scripts.
+    if not re.fullmatch(PRICE_TEXT, price):
+        raise PydanticCustomError("price_format", 'Write the price in plain digits, e.g. "9.99"')
+    return price
+
+
+# What /docs shows of a price, and what clients and fuzzers generate from: never a number.
+PriceText = Annotated[str, Field(pattern=PRICE_TEXT, examples=["9.99"])]
+# --8<-- [end:price-text]
+
 # --8<-- [start:types]
 # String(100), and never blank: surrounding spaces are stripped before the length is checked.
 Name = Annotated[
@@ -61,11 +86,13 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(storable),
 ]
-# Numeric(10, 2) and price >= 0: at most 10 digits, 2 of them after the point. Never a float.
+# Numeric(10, 2) and price >= 0: at most 10 digits, 2 of them after the point. Never a float,
+# so sent_as_text runs before Pydantic turns a JSON number into a Decimal.
 # 12.5 becomes 12.50 here, as in the column: a write answers what a read will show.
 Price = Annotated[
     Decimal,
     Field(ge=0, max_digits=10, decimal_places=2),
+    BeforeValidator(sent_as_text, json_schema_input_type=PriceText),
     AfterValidator(lambda price: price.quantize(Decimal("0.01"))),
 ]
 # --8<-- [end:types]
