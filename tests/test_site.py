@@ -13,13 +13,14 @@ import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from workshop.course import Course
@@ -62,13 +63,7 @@ def origin(site: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+def browser() -> Iterator[Browser]:
     executable = chromium()
     if executable is None:
         reason = f"no Chromium to open the site in: `{INSTALL}` installs it"
@@ -78,9 +73,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     # Every host but the site's own fails to resolve: a request that would leave the site
     # fails here as it would offline, and the tab records it.
     offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
-    launched = playwright.chromium.launch(executable_path=executable, args=[offline])
-    yield launched
-    launched.close()
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=executable, args=[offline])
+        yield launched
+        launched.close()
 
 
 @dataclass
@@ -157,6 +153,53 @@ def diagrams_drawn(page: Page) -> list[str]:
 
     walk(root)
     return found
+
+
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]+)|@import\s+['"]([^'"]+)""")
+OUTSIDE = re.compile(r"^(https?:)?//", re.I)
+# <link> relations a browser does not fetch: they name a page, like a plain link.
+NOT_FETCHED = {"canonical", "alternate", "author", "license", "next", "prev", "help", "me"}
+
+
+class Fetched(HTMLParser):
+    """Every address in a page that a browser fetches by itself (not the links to follow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addresses: list[str] = []
+        self.in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.in_style = tag == "style"
+        rel = set((dict(attrs).get("rel") or "").lower().split())
+        followed = tag == "a" or (tag == "link" and rel <= NOT_FETCHED)
+        for name, value in attrs:
+            if not value or (followed and name == "href"):
+                continue
+            if name in ("src", "href", "xlink:href", "poster", "data"):
+                self.addresses.append(value)
+            elif name in ("srcset", "imagesrcset"):
+                self.addresses += [part.split()[0] for part in value.split(",") if part.strip()]
+            elif name == "style":
+                self.addresses += [a or b for a, b in CSS_URL.findall(value)]
+
+    def handle_data(self, data: str) -> None:
+        if self.in_style:
+            self.addresses += [a or b for a, b in CSS_URL.findall(data)]
+
+
+def test_no_page_or_stylesheet_loads_anything_from_another_origin(site: Path) -> None:
+    """What the browser walk below may not see: an image too far down to be loaded, a
+    preconnect, a stylesheet's url(). Plain links (<a href>) may leave the site."""
+    found = []
+    for html in site.rglob("*.html"):
+        parser = Fetched()
+        parser.feed(html.read_text("utf-8"))
+        found += [f"{html.relative_to(site)}: {a}" for a in parser.addresses if OUTSIDE.match(a)]
+    for css in site.rglob("*.css"):
+        addresses = [a or b for a, b in CSS_URL.findall(css.read_text("utf-8"))]
+        found += [f"{css.relative_to(site)}: {a}" for a in addresses if OUTSIDE.match(a)]
+    assert not found, "\n".join(found)
 
 
 def test_every_page_loads_offline_draws_its_diagrams_and_is_photographed(
