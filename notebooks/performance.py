@@ -18,9 +18,9 @@
 #
 # This notebook goes with the page "Measure it" of the course. Run the cells from the top
 # (Shift+Enter). It uses the same PostgreSQL server as `workshop run 04`, but a database of its
-# own, `notebook_performance`, made here and dropped at the end: your `workshop` database is
-# left alone. It runs in well under a minute: every measurement is short, so expect some noise,
-# and run a cell again to see how much.
+# own, `notebook_performance`, made here and dropped at the end: the steps' databases are left
+# alone. It runs in well under a minute: every measurement is short, so expect some noise, and
+# run a cell again to see how much.
 #
 # You will:
 #
@@ -356,8 +356,9 @@ figure.tight_layout()
 plt.show()
 
 # %% [markdown]
-# - **Up to the concurrency, each connection adds throughput**: a pool of `n` serves about `n`
-#   queries per 5 ms, and the other requests queue for a connection (the wait on the right).
+# - **Up to the concurrency, each connection adds throughput**: a pool of `n` serves at most
+#   `n` queries per 5 ms (the dashed line), and the other requests queue for a connection (the
+#   wait on the right).
 # - **Past the concurrency, nothing changes**: 20 requests never use more than 20 connections.
 #   The measured line also falls below the ideal early: the Python side (this one process, one
 #   core) has its own cost per request, as section 2 measured.
@@ -540,9 +541,13 @@ plt.show()
 #   waits for a thread, whatever the pool holds; each thread costs memory, and they take turns
 #   on Python's one interpreter lock, which shows as more CPU per request.
 # - **The blocking call in `async def`** serves one request at a time: while it waits on
-#   PostgreSQL, the event loop, and every other request of the worker, waits with it.
-# - **Quick work** is mostly Python, on one core either way: the difference is the drivers'
-#   and the scheduling's overhead, not waiting.
+#   PostgreSQL, the event loop, and every other request of the worker, waits with it. On quick
+#   work it can even look fine, as one request at a time is fast when each takes a fraction of
+#   a millisecond; the cost shows as soon as requests wait: a slow query, a lock, a network.
+# - **Quick work** is mostly Python either way: the difference is the drivers' and the
+#   scheduling's overhead, not waiting.
+# - **On a busy machine**, 40 threads get a bigger share of the CPUs than one, and may come out
+#   ahead in requests/s. The CPU time per request is the figure the neighbours do not change.
 #
 # So: write `async def` routes with an async driver (asyncpg, SQLAlchemy's asyncio), and never
 # call a blocking library in them. If a library only blocks, make the route a plain `def`, and
