@@ -16,6 +16,7 @@ from workshop.course import Course
 from workshop.database import Server, drop_database, run_sync
 
 
+@pytest.mark.exhaustive
 @pytest.mark.skipif(
     shutil.which("wrk") is None,
     reason="wrk is not installed: `sudo apt-get install wrk` (.ci/run installs it)",

@@ -22,6 +22,9 @@ from workshop.database import Server
 
 from .faults import PrivateServer, Served, load, serve_step
 
+# Minutes of attack: CI runs them (`uv run pytest -m exhaustive`), the README's run does not.
+pytestmark = pytest.mark.exhaustive
+
 # A request of each step that needs the database (step 05's needs a token too).
 REQUESTS = {
     "02": "/health",

@@ -44,6 +44,9 @@ from workshop.database import Server
 
 from .faults import Served, serve_step
 
+# Minutes of attack: CI runs them (`uv run pytest -m exhaustive`), the README's run does not.
+pytestmark = pytest.mark.exhaustive
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 CONFORMS = [
     not_a_server_error,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbformat import NotebookNode
 
 from workshop.course import Course
 from workshop.database import Server, create_database, drop_database, test_database_name
@@ -21,15 +22,36 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [step.name for step in Course(ROOT).steps] + ["performance"]
 
 
-@pytest.fixture
-def scratch_database(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A throwaway database the notebook's kernel finds through DATABASE_URL."""
-    name = test_database_name("notebook")
-    asyncio.run(create_database(server.url, name))
-    url = server.database_url(name).render_as_string(hide_password=False)
-    monkeypatch.setenv("DATABASE_URL", url)
-    yield url
-    asyncio.run(drop_database(server.url, name))
+@pytest.fixture(scope="module")
+def executed(server: Server, course: Course) -> dict[str, NotebookNode | BaseException]:
+    """Every notebook run top to bottom, three kernels at a time (a kernel mostly waits on
+    its cells' imports and the database), each on a throwaway database of its own that its
+    kernel finds through DATABASE_URL. A notebook that failed to run maps to its error."""
+
+    async def run(name: str, slots: asyncio.Semaphore) -> NotebookNode:
+        path = course.root / "notebooks" / f"{name}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        database = test_database_name("notebook")
+        await create_database(server.url, database)
+        url = server.database_url(database).render_as_string(hide_password=False)
+        try:
+            async with slots:
+                client = NotebookClient(
+                    notebook,
+                    timeout=120,
+                    kernel_name="python3",
+                    resources={"metadata": {"path": str(path.parent)}},
+                )
+                await client.async_execute(env={**os.environ, "DATABASE_URL": url})
+        finally:
+            await drop_database(server.url, database)
+        return notebook
+
+    async def run_all() -> list[NotebookNode | BaseException]:
+        slots = asyncio.Semaphore(3)
+        return await asyncio.gather(*(run(n, slots) for n in NOTEBOOKS), return_exceptions=True)
+
+    return dict(zip(NOTEBOOKS, asyncio.run(run_all()), strict=True))
 
 
 def test_every_notebook_is_tested() -> None:
@@ -51,16 +73,12 @@ def test_notebook_is_paired_and_stripped(name: str, course: Course) -> None:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_top_to_bottom(name: str, course: Course, scratch_database: str) -> None:
-    notebook_path = course.root / "notebooks" / f"{name}.ipynb"
-    notebook = nbformat.read(notebook_path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(notebook_path.parent)}},
-    )
-    client.execute()
+def test_notebook_runs_top_to_bottom(
+    name: str, executed: dict[str, NotebookNode | BaseException]
+) -> None:
+    notebook = executed[name]
+    if isinstance(notebook, BaseException):
+        raise notebook
     errors = [
         output
         for cell in notebook.cells
@@ -92,9 +110,9 @@ def shown_by(source: str) -> set[str]:
         for node in ast.walk(statement):
             if isinstance(node, ast.Call):
                 function = node.func
-                name = function.id if isinstance(function, ast.Name) else None
-                if isinstance(function, ast.Attribute):
-                    name = function.attr
-                if name in {"print", "display", "show"}:
-                    calls.add(name)
+                # print(...) and display(...), but only plt.show(): a cell's own `show` is not.
+                if isinstance(function, ast.Name) and function.id in {"print", "display"}:
+                    calls.add(function.id)
+                elif isinstance(function, ast.Attribute) and function.attr == "show":
+                    calls.add("show")
     return calls

@@ -202,6 +202,7 @@ def test_no_page_or_stylesheet_loads_anything_from_another_origin(site: Path) ->
     assert not found, "\n".join(found)
 
 
+@pytest.mark.exhaustive  # a browser: CI runs it (`uv run pytest -m exhaustive`)
 def test_every_page_loads_offline_draws_its_diagrams_and_is_photographed(
     tab: Tab, site: Path, course: Course
 ) -> None:
@@ -246,6 +247,7 @@ def test_every_page_loads_offline_draws_its_diagrams_and_is_photographed(
     )
 
 
+@pytest.mark.exhaustive  # a browser: CI runs it (`uv run pytest -m exhaustive`)
 def test_the_search_finds_pool_size(tab: Tab) -> None:
     tab.open("")
     tab.page.locator("input.md-search__input").click()
@@ -255,6 +257,7 @@ def test_the_search_finds_pool_size(tab: Tab) -> None:
     assert not tab.problems, tab.problems
 
 
+@pytest.mark.exhaustive  # a browser: CI runs it (`uv run pytest -m exhaustive`)
 def test_a_collapsed_hint_opens_on_click(tab: Tab, site: Path) -> None:
     """The site's first `??? ` block: closed when its page loads, open after a click."""
     closed = re.compile(r"<details(?![^>]*\bopen)")
@@ -274,6 +277,7 @@ def test_a_collapsed_hint_opens_on_click(tab: Tab, site: Path) -> None:
     assert not tab.problems, tab.problems
 
 
+@pytest.mark.exhaustive  # a browser: CI runs it (`uv run pytest -m exhaustive`)
 def test_dark_mode_switches(tab: Tab) -> None:
     """The palette toggle, and back: the tab is left in light mode, as it was."""
     tab.open("")

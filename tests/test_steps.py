@@ -9,6 +9,8 @@ import re
 import sys
 from types import ModuleType
 
+import pytest
+
 from workshop import starter, verify, wrong_answers
 from workshop.course import Course, Step
 from workshop.loader import load_package
@@ -24,6 +26,7 @@ def test_starter_fails_exactly_its_exercises(a_step: Step, starter_reports: veri
     assert not verify.starter_problems(report), report.output
 
 
+@pytest.mark.exhaustive
 def test_every_wrong_answer_fails_its_exercise(
     a_step: Step, verdicts: list[wrong_answers.Verdict]
 ) -> None:
