@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypeVar
 
 import httpx
@@ -29,6 +29,19 @@ async def serve(
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@asynccontextmanager
+async def serve_from(app: FastAPI, *hosts: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Like `serve`, with one client per host: each one's requests come from its own address
+    (the app's `request.client.host`), as from machines of their own."""
+    async with LifespanManager(app) as manager, AsyncExitStack() as stack:
+        clients = []
+        for host in hosts:
+            transport = httpx.ASGITransport(app=manager.app, client=(host, 50000))
+            client = httpx.AsyncClient(transport=transport, base_url="http://test")
+            clients.append(await stack.enter_async_context(client))
+        yield clients
 
 
 async def eventually(

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     access_token_minutes: PositiveInt = 30
     token_audience: str = "workshop-api"
-    # After this many failed logins for one email within the window, answer 429.
+    # After this many failed logins for one email from one address within the window, 429.
     login_attempts: PositiveInt = 5
     login_window_seconds: PositiveInt = 60
 

@@ -160,21 +160,37 @@ async def get_user_by_email(*, session: AsyncSession, email: str) -> User | None
     return await session.scalar(select(User).where(User.email == email.lower()))
 
 
-async def count_attempt(*, session: AsyncSession, email: str, seconds: int) -> int:
-    """Record a login attempt for the email; how many it had in the last `seconds`, this one
-    included. Older ones are dropped on the way, so the table stays small."""
+async def record_attempt(
+    *, session: AsyncSession, email: str, address: str, limit: int, seconds: int
+) -> bool:
+    """Record a login attempt for the email from the address if it is within `limit` in the
+    last `seconds`; whether it was. A refused attempt is not recorded: knocking on a locked
+    door does not keep it locked. The email's older rows are dropped on the way."""
     since = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    recent = select(func.count()).where(
+        LoginAttempt.email == email,
+        LoginAttempt.address == address,
+        LoginAttempt.attempted_at > since,
+    )
+    if (await session.scalar(recent) or 0) >= limit:
+        return False  # locked: nothing is written
     await session.execute(
         delete(LoginAttempt).where(LoginAttempt.email == email, LoginAttempt.attempted_at <= since)
     )
-    session.add(LoginAttempt(email=email))
+    attempt = LoginAttempt(email=email, address=address)
+    session.add(attempt)
     await session.commit()  # visible to every other process before we count
-    query = select(func.count()).where(
-        LoginAttempt.email == email, LoginAttempt.attempted_at > since
+    if (await session.scalar(recent) or 0) <= limit:
+        return True
+    # Others of a burst got in first: this one gives way, and is not counted either.
+    await session.delete(attempt)
+    await session.commit()
+    return False
+
+
+async def forget_attempts(*, session: AsyncSession, email: str, address: str) -> None:
+    """A success clears its own address's count only: not an attacker's elsewhere."""
+    await session.execute(
+        delete(LoginAttempt).where(LoginAttempt.email == email, LoginAttempt.address == address)
     )
-    return await session.scalar(query) or 0
-
-
-async def forget_attempts(*, session: AsyncSession, email: str) -> None:
-    await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
     await session.commit()

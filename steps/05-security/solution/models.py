@@ -70,13 +70,18 @@ class User(Base):
 
 
 class LoginAttempt(Base):
-    """A failed login: the rate limit counts them here, so every app process sees them."""
+    """A login checked against a password: the rate limit counts them here, per email and
+    client address, so every app process sees them."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_email_at", "email", "attempted_at"),)
+    __table_args__ = (
+        Index("ix_login_attempts_email_address_at", "email", "address", "attempted_at"),
+    )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
+    # request.client.host, cut to 64: behind a proxy, uvicorn's --proxy-headers decide it.
+    address: Mapped[str] = mapped_column(String(64))
     attempted_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

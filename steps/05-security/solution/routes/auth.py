@@ -36,10 +36,21 @@ async def login(
         # for an unknown email, before anything is written.
         raise FAILED
     window = settings.login_window_seconds
-    # Every attempt is written before it is checked, then counted, in PostgreSQL: every app
+    # The limit is per email and client address: an attacker elsewhere cannot lock the owner
+    # out. Behind a proxy, uvicorn's --proxy-headers and --forwarded-allow-ips decide whether
+    # this is the client's address or the proxy's (one for everybody).
+    address = request.client.host[:64] if request.client else ""
+    # Each attempt is written before it is checked, then counted, in PostgreSQL: every app
     # process sees the same count, and a burst of concurrent guesses cannot slip past it.
-    attempts = await crud.count_attempt(session=session, email=email, seconds=window)
-    if attempts > settings.login_attempts:
+    # One refused is not written: only attempts checked against a password count.
+    allowed = await crud.record_attempt(
+        session=session,
+        email=email,
+        address=address,
+        limit=settings.login_attempts,
+        seconds=window,
+    )
+    if not allowed:
         raise HTTPException(
             429, "Too many failed logins. Try again later.", {"Retry-After": str(window)}
         )
@@ -51,7 +62,8 @@ async def login(
     matches = await verify_password(form.password[:128], hashed)
     if not (known and matches) or user is None:
         raise FAILED  # the same answer for an unknown email and a wrong password
-    await crud.forget_attempts(session=session, email=email)  # a success clears the count
+    # A success clears the count of its own address.
+    await crud.forget_attempts(session=session, email=email, address=address)
     token = create_access_token(
         user_id=user.id, settings=settings, key=request.app.state.signing_key
     )
