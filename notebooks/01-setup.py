@@ -43,7 +43,7 @@ from workshop.loader import load_package
 # %% [markdown]
 # ## 1. Find the workshop's database
 #
-# `workshop_database_url()` is what `workshop run` uses. It takes `DATABASE_URL` from the
+# `workshop_database_url()` is the database of steps 01 and 02. It takes `DATABASE_URL` from the
 # environment or the repository's `.env`. Without one, it starts the embedded PostgreSQL (data
 # in `.workshop/pgdata`) and makes sure the database `workshop` exists.
 #

@@ -18,7 +18,7 @@
 #
 # This notebook goes with the page "03 Models" of the course. Run the cells from the top
 # (Shift+Enter). It uses the same PostgreSQL server as `workshop run 03`, but a database of its
-# own, `notebook_03`, made here and dropped at the end: your `workshop` database is left alone.
+# own, `notebook_03`, made here and dropped at the end: your `workshop_03` database is left alone.
 #
 # You will:
 #
@@ -77,7 +77,7 @@ print(CreateTable(Item.__table__).compile(dialect=postgresql.dialect()))
 # %% [markdown]
 # ## 2. A database of the notebook's own, migrated
 #
-# `workshop_database_url()` finds the workshop's database, as `workshop run` does:
+# `workshop_database_url()` finds the workshop's server, as `workshop run` does:
 # `DATABASE_URL` if you set one, otherwise the embedded PostgreSQL.
 
 # %%

@@ -18,7 +18,7 @@
 #
 # This notebook goes with the page "04 CRUD" of the course. Run the cells from the top
 # (Shift+Enter). It uses the same PostgreSQL server as `workshop run 04`, but a database of its
-# own, `notebook_04`, made here and dropped at the end: your `workshop` database is left alone.
+# own, `notebook_04`, made here and dropped at the end: your `workshop_04` database is left alone.
 #
 # You will:
 #

@@ -18,7 +18,7 @@
 #
 # This notebook goes with the page "05 Security" of the course. Run the cells from the top
 # (Shift+Enter). It uses the same PostgreSQL server as `workshop run 05`, but a database of its
-# own, `notebook_05`, made here and dropped at the end: your `workshop` database is left alone.
+# own, `notebook_05`, made here and dropped at the end: your `workshop_05` database is left alone.
 #
 # You will:
 #

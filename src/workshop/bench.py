@@ -50,6 +50,7 @@ from .database import (
     server_version,
 )
 from .serving import free_port
+from .step_databases import step_database_names
 
 ITEMS = 10_000
 DATABASE = "workshop_bench"  # + "_04", "_05": one database per step's schema
@@ -494,9 +495,8 @@ def run(
     names = {step: f"{database}_{step}" for step in steps}
     for name in names.values():
         # Never the learner's data, nor a test's: the benchmark truncates its tables.
-        if name in {WORKSHOP_DATABASE, server.url.database} or name.startswith(
-            TEST_DATABASE_PREFIX
-        ):
+        learners = {WORKSHOP_DATABASE, *step_database_names(course), server.url.database}
+        if name in learners or name.startswith(TEST_DATABASE_PREFIX):
             raise WorkshopError(f"{name} is not a database the benchmark may fill: choose another.")
     results = Results(options, machine(server))
     (build / "logs").mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from .serving import log_config
 
 if TYPE_CHECKING:
     from .migrations import Migrations
+    from .step_databases import StepDatabase
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -82,8 +83,10 @@ def run(
     port: Annotated[int, typer.Option(help="The port to serve on.")] = 8000,
     reload: Annotated[bool, typer.Option(help="Restart when a file changes.")] = True,
 ) -> None:
-    """Serve a step's app on 127.0.0.1, on the workshop's database."""
+    """Serve a step's app on 127.0.0.1, on the step's database (`db status` lists them)."""
     import uvicorn
+
+    from . import step_databases
 
     course = Course()
     chosen = course.step(step)
@@ -93,20 +96,25 @@ def run(
                 f"Port {port} is taken: stop what serves it, or use `{COMMAND} run {step} "
                 f"--port {port + 1}`."
             )
-    url = database.workshop_database_url(course.root)
-    url_text = url.render_as_string(hide_password=False)
+    server = database.resolve_server(course.root)
+    target = step_databases.step_database(course, server, chosen)
+    if (made := step_databases.made_message(target)) is not None:
+        console.print(made)
+    url_text = target.url.render_as_string(hide_password=False)
     if chosen.has_migrations:
         from .migrations import Migrations  # Alembic costs a third of a second to import
 
         migrations = Migrations(chosen, solution)
-        migrate(migrations, url_text)
+        migrate(migrations, url_text, target)
         url_text = migrations.app_url(url_text)  # as the app's role, from step 05 on
+    step_databases.remember_run(course, server, chosen)
     # The app's Settings read the environment; the reloader's worker process inherits it.
     os.environ["DATABASE_URL"] = url_text
     os.environ.setdefault("SECRET_KEY", local_secret(course.root))
     package = "solution" if solution else "app"
     console.print(
-        f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at {database.describe(url)}\n"
+        f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at "
+        f"{database.describe(target.url)}\n"
         f"Try it: [bold]http://127.0.0.1:{port}/docs[/]   (Ctrl+C stops it)"
     )
     uvicorn.run(
@@ -130,34 +138,55 @@ def local_secret(root: Path) -> str:
     return path.read_text().strip()
 
 
-def migrate(migrations: Migrations, url: str) -> None:
-    """Bring the workshop's database to the step's latest revision."""
+def migrate(migrations: Migrations, url: str, target: StepDatabase) -> None:
+    """Bring the step's database to the step's latest revision."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .step_databases import unknown_schema_message
+
+    number = migrations.step.number
     try:
         database.run_sync(migrations.upgrade(url))
     except CommandError as exc:  # a revision this step does not know: a later step's
-        raise WorkshopError(
-            f"The workshop's database has a schema this step does not know ({exc}): start it "
-            f"afresh with `{COMMAND} db reset`."
-        ) from exc
+        raise WorkshopError(unknown_schema_message(target, migrations.step, exc)) from exc
     except (SQLAlchemyError, asyncpg.PostgresError) as exc:
         raise WorkshopError(
-            f"Migrating step {migrations.step.number}'s database failed "
+            f"Migrating step {number}'s database failed "
             f"({type(exc).__name__}): DATABASE_URL's user must own the database and may "
             "create roles (`workshop doctor` checks the server)."
         ) from exc
-    console.print(f"Migrated the database to step {migrations.step.number}'s latest revision.")
+    where = target.name if target.own else "the database"
+    console.print(f"Migrated {where} to step {number}'s latest revision.")
 
 
 # -- the database ---------------------------------------------------------------------------
 
 
+StepOpt = Annotated[
+    str | None,
+    typer.Option("--step", help="Whose database, for example 04 (default: the step run last)."),
+]
+
+
+def step_target(number: str | None) -> StepDatabase:
+    """The database a `db` command works on: the step's asked for, else the step run last."""
+    from . import step_databases
+
+    course = Course()
+    server = database.resolve_server(course.root)
+    chosen = step_databases.chosen_step(course, server, number)
+    target = step_databases.step_database(course, server, chosen)
+    if (made := step_databases.made_message(target)) is not None:
+        # On stderr: `export DATABASE_URL="$(workshop db url)"` reads stdout.
+        errors.print(f"{made} `{COMMAND} run NN` migrates it.", soft_wrap=True, markup=False)
+    return target
+
+
 @command(db_app, "url")
-def db_url() -> None:
-    """Print the URL of the workshop's database (starting the embedded server if needed)."""
-    url = database.workshop_database_url(Course().root)
+def db_url(step: StepOpt = None) -> None:
+    """Print the URL of a step's database (starting the embedded server if needed)."""
+    url = step_target(step).url
     print(url.render_as_string(hide_password=False))
 
 
@@ -187,44 +216,77 @@ def db_stop() -> None:
 
 @command(db_app, "status")
 def db_status() -> None:
-    """Say which server the workshop uses and whether it answers (exit code 1 if not)."""
-    root = Course().root
+    """Say which server the workshop uses, whether it answers (exit code 1 if not), and
+    which database each step works on."""
+    from . import step_databases
+
+    course = Course()
+    root = course.root
     settings = database.ToolkitSettings.load(root)
     if settings.database_url:
         url = database.asyncpg_url(settings.database_url)
         version = database.server_version(url)
         console.print(f"DATABASE_URL: PostgreSQL {version} at {database.describe(url)}.")
-        return
-    embedded = database.EmbeddedServer.for_root(root, settings)
-    if not embedded.is_running():
+        server = database.Server(url=url, source="DATABASE_URL")
+    else:
+        embedded = database.EmbeddedServer.for_root(root, settings)
+        if not embedded.is_running():
+            console.print(
+                f"The embedded PostgreSQL is stopped (data: {relative(embedded.pgdata, root)})."
+            )
+            console.print(f"Start it with `{COMMAND} db start`.")
+            raise typer.Exit(1)
+        url = embedded.start()
+        version = database.server_version(url)
         console.print(
-            f"The embedded PostgreSQL is stopped (data: {relative(embedded.pgdata, root)})."
+            f"Embedded PostgreSQL {version} is running (data: {relative(embedded.pgdata, root)})."
         )
-        console.print(f"Start it with `{COMMAND} db start`.")
-        raise typer.Exit(1)
-    url = embedded.start()
-    version = database.server_version(url)
-    console.print(
-        f"Embedded PostgreSQL {version} is running (data: {relative(embedded.pgdata, root)})."
-    )
+        server = database.Server(url=url, source="embedded")
+    for line in step_databases.status_lines(course, server):
+        console.print(line, soft_wrap=True, markup=False)
 
 
 @command(db_app, "reset")
 def db_reset(
+    step: Annotated[
+        str | None, typer.Option("--step", help="Only this step's database, for example 05.")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
 ) -> None:
-    """Drop the workshop's database on the embedded server and make it afresh (data is lost)."""
-    root = Course().root
-    if database.ToolkitSettings.load(root).database_url:
+    """Drop the workshop's databases, or one step's (its data is lost); `run` makes them again."""
+    from . import step_databases
+
+    course = Course()
+    server = database.resolve_server(course.root)
+    if not step_databases.keeps_step_databases(server):
         raise WorkshopError(
-            "DATABASE_URL points at a server of your own: the workshop leaves its data alone."
+            "DATABASE_URL names a database of your own: the workshop leaves its data alone."
         )
+    chosen = course.step(step) if step else None
+    names = (
+        [step_databases.database_name(chosen)]
+        if chosen
+        else step_databases.step_database_names(course)
+    )
+    found = database.run_sync(step_databases.existing_databases(server.url, names))
+    present = [name for name in names if name in found]
+    if not present:
+        console.print(f"Nothing to drop: there is no {' nor '.join(names)}.")
+        return
     if not yes:
-        typer.confirm("Drop every table and row of the workshop's database?", abort=True)
-    server = database.resolve_server(root)
-    database.run_sync(database.drop_database(server.url, database.WORKSHOP_DATABASE))
-    database.workshop_database_url(root)
-    console.print(f"The workshop's database is empty again; `{COMMAND} run NN` migrates it.")
+        it = "it" if len(present) == 1 else "them"
+        typer.confirm(f"Drop {', '.join(present)}, and every table and row in {it}?", abort=True)
+    for name in present:
+        database.run_sync(database.drop_database(server.url, name))
+    if chosen is not None:
+        console.print(
+            f"Dropped {present[0]}: `{COMMAND} run {chosen.number}` makes it again, "
+            "from the step before's database."
+        )
+    else:
+        console.print(
+            f"Dropped {', '.join(present)}: `{COMMAND} run NN` makes a step's database again."
+        )
 
 
 @command(
@@ -232,9 +294,9 @@ def db_reset(
     "psql",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
-def db_psql(ctx: typer.Context) -> None:
-    """Open psql on the workshop's database; psql's own options follow (-c "SELECT 1")."""
-    url = database.workshop_database_url(Course().root)
+def db_psql(ctx: typer.Context, step: StepOpt = None) -> None:
+    """Open psql on a step's database; psql's own options follow (-c "SELECT 1")."""
+    url = step_target(step).url
     # The password travels in the environment, never on a command line others can list.
     env = {**os.environ, "PGPASSWORD": url.password or ""}
     dsn = database.libpq_dsn(url.set(password=None))

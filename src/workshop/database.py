@@ -358,9 +358,11 @@ async def drop_orphaned_test_databases(server: URL) -> list[str]:
 
 
 def workshop_database_url(root: Path | None = None) -> URL:
-    """The learner's app's URL: DATABASE_URL as given, or `workshop` on the embedded server."""
+    """The database of the steps without a schema (01, 02) and of the notebooks: the one
+    DATABASE_URL names, as given, else `workshop` on the server. The steps with migrations
+    work on databases of their own: see step_databases.py."""
     server = resolve_server(root)
-    if server.source == "DATABASE_URL":
+    if server.source == "DATABASE_URL" and server.url.database:
         return server.url
     run_sync(create_database(server.url, WORKSHOP_DATABASE))
     return server.database_url(WORKSHOP_DATABASE)

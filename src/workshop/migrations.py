@@ -13,6 +13,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -47,6 +49,16 @@ class Migrations:
                 return await connection.run_sync(work)
         finally:
             await engine.dispose()
+
+    def revisions(self) -> set[str]:
+        """The revision ids of the step's migrations, read without importing the app."""
+        config = Config(self.step.dir / "alembic.ini")
+        package_dir = self.step.package_dir(solution=self.solution)
+        config.set_main_option("script_location", str(package_dir / "migrations"))
+        script = ScriptDirectory.from_config(config)
+        # A revision file may read `context.config` when it is imported (step 05's does).
+        with EnvironmentContext(config, script):
+            return {revision.revision for revision in script.walk_revisions()}
 
     def roles(self) -> tuple[str, str] | None:
         """(owner role, app role) when the step separates them (alembic.ini), else None."""
