@@ -268,22 +268,56 @@ def test_a_database_in_use_is_not_copied_and_the_message_says_who(server: Server
             run_sync(drop_database(server.url, name))
 
 
-def test_a_shared_database_from_before_is_carried_where_it_can_be(course: Course) -> None:
+@pytest.fixture(scope="module")
+def fresh_learner(course: Course) -> Iterator[Learner]:
+    """A server of its own that no step has used; each test leaves it without step databases."""
+    with private_learner(course) as learner:
+        yield learner
+
+
+def test_a_database_url_without_a_database_gets_a_database_per_step(
+    course: Course, fresh_learner: Learner
+) -> None:
+    """A server of the learner's own, named without a database: the workshop names the
+    databases there, as on the embedded server."""
+    learner = fresh_learner
+    own = learner.server.url._replace(database=None)  # URL.set() cannot unset a field
+    env = learner.env | {"DATABASE_URL": own.render_as_string(hide_password=False)}
+    done = subprocess.run(
+        [sys.executable, "-m", "workshop", "db", "url", "--step", "03"],
+        cwd=course.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split("?")[0].endswith("/workshop_03")
+        assert done.stderr.startswith("Made step 03's database, workshop_03, empty.")
+    finally:
+        run_sync(drop_database(learner.server.url, "workshop_03"))
+
+
+def test_a_shared_database_from_before_is_carried_where_it_can_be(
+    course: Course, fresh_learner: Learner
+) -> None:
     """A learner who had reached step 05 when every step shared `workshop`, and goes on with
     step 05: its database starts as a copy of `workshop`. Going back, step 04's starts empty:
     step 04 could not migrate step 05's revision (the data is still in `workshop`)."""
-    with private_learner(course) as learner:
-        server = learner.server
-        run_sync(create_database(server.url, "workshop"))
-        shared = server.database_url("workshop").render_as_string(hide_password=False)
-        run_sync(Migrations(course.step("05"), solution=True).upgrade(shared))
-        assert step_database(course, server, course.step("05")).made_from == "workshop"
-        assert step_database(course, server, course.step("05")).made_from is None  # made once
-        assert step_database(course, server, course.step("04")).made_empty
+    learner = fresh_learner
+    server = learner.server
+    run_sync(create_database(server.url, "workshop"))
+    shared = server.database_url("workshop").render_as_string(hide_password=False)
+    run_sync(Migrations(course.step("05"), solution=True).upgrade(shared))
+    assert step_database(course, server, course.step("05")).made_from == "workshop"
+    assert step_database(course, server, course.step("05")).made_from is None  # made once
+    assert step_database(course, server, course.step("04")).made_empty
 
-        # `db reset` drops one step's database, or every one the workshop keeps.
-        one = learner.workshop("db", "reset", "--step", "04", "--yes")
-        assert one.stdout.startswith("Dropped workshop_04: `uv run workshop run 04` makes it")
-        every = learner.workshop("db", "reset", "--yes")
-        assert every.stdout.startswith("Dropped workshop, workshop_05: ")
-        assert not run_sync(existing_databases(server.url, step_database_names(course)))
+    # `db reset` drops one step's database, or every one the workshop keeps.
+    one = learner.workshop("db", "reset", "--step", "04", "--yes")
+    assert one.stdout.startswith("Dropped workshop_04: `uv run workshop run 04` makes it")
+    every = learner.workshop("db", "reset", "--yes")
+    assert every.stdout.startswith("Dropped workshop, workshop_05: ")
+    assert not run_sync(existing_databases(server.url, step_database_names(course)))

@@ -179,7 +179,8 @@ def step_target(number: str | None) -> StepDatabase:
     target = step_databases.step_database(course, server, chosen)
     if (made := step_databases.made_message(target)) is not None:
         # On stderr: `export DATABASE_URL="$(workshop db url)"` reads stdout.
-        errors.print(f"{made} `{COMMAND} run NN` migrates it.", soft_wrap=True, markup=False)
+        number = target.step.number if target.step else "NN"
+        errors.print(f"{made} `{COMMAND} run {number}` migrates it.", soft_wrap=True, markup=False)
     return target
 
 
