@@ -39,7 +39,6 @@ def upgrade() -> None:
         "login_attempts",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=False),
-        sa.Column("address", sa.String(length=64), nullable=False),
         sa.Column(
             "attempted_at",
             sa.DateTime(timezone=True),
@@ -48,12 +47,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_attempts")),
     )
-    # The login limit counts per email and client address, over a recent window.
-    op.create_index(
-        "ix_login_attempts_email_address_at",
-        "login_attempts",
-        ["email", "address", "attempted_at"],
-    )
+    op.create_index("ix_login_attempts_email_at", "login_attempts", ["email", "attempted_at"])
 
     # Every item gets an owner: existing ones go to an account no password opens ("!" is
     # never an Argon2 hash), so the column can be NOT NULL.
@@ -102,6 +96,6 @@ def downgrade() -> None:
     op.create_unique_constraint(op.f("uq_items_name"), "items", ["name"])
     op.drop_constraint(op.f("fk_items_owner_id_users"), "items", type_="foreignkey")
     op.drop_column("items", "owner_id")
-    op.drop_index("ix_login_attempts_email_address_at", table_name="login_attempts")
+    op.drop_index("ix_login_attempts_email_at", table_name="login_attempts")
     op.drop_table("login_attempts")
     op.drop_table("users")
