@@ -403,6 +403,17 @@ def dev_transcript() -> None:
     console.print(f"written: {relative(path, course.root)}")
 
 
+@command(dev_app, "reference")
+def dev_reference() -> None:
+    """Write the docs' reference pages: every setting (from the Settings classes) and every
+    command (from this CLI's own help)."""
+    from . import reference
+
+    course = Course()
+    for path in reference.write(course):
+        console.print(f"written: {relative(path, course.root)}")
+
+
 @command(app, "bench", panel=TEACH)
 def bench_command(
     quick: Annotated[

