@@ -13,7 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from workshop.cli import app
+from workshop.cli import app, learners_secret
 from workshop.course import Course
 from workshop.database import Server
 from workshop.serving import free_port
@@ -112,3 +112,17 @@ def test_run_says_in_one_line_which_exercise_a_request_reached(
     assert response.status_code == 500
     assert "exercise 01.3 is yours to do: `uv run workshop hint 01.3`" in output
     assert "Traceback" not in output
+
+
+def test_run_keeps_a_secret_key_the_learner_set_in_env_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workshop run` gives the app a key of this machine's only when the learner set none:
+    one in `.env` must reach the app, as one in the environment does."""
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    assert not learners_secret(tmp_path)
+    (tmp_path / ".env").write_text("SECRET_KEY=mine-and-long-enough-for-the-app-to-take-it\n")
+    assert learners_secret(tmp_path)
+    (tmp_path / ".env").unlink()
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    assert learners_secret(tmp_path)

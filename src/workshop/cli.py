@@ -110,7 +110,8 @@ def run(
     step_databases.remember_run(course, server, chosen)
     # The app's Settings read the environment; the reloader's worker process inherits it.
     os.environ["DATABASE_URL"] = url_text
-    os.environ.setdefault("SECRET_KEY", local_secret(course.root))
+    if not learners_secret(course.root):
+        os.environ["SECRET_KEY"] = local_secret(course.root)
     package = "solution" if solution else "app"
     console.print(
         f"Serving [bold]{chosen.name}[/] ({package}/) on PostgreSQL at "
@@ -126,6 +127,14 @@ def run(
         reload_dirs=[str(chosen.package_dir(solution=solution))] if reload else None,
         log_config=log_config(),
     )
+
+
+def learners_secret(root: Path) -> bool:
+    """Whether the learner set a SECRET_KEY of their own: in the environment or in `.env`,
+    which the app's Settings read too (a key set here would hide the one in `.env`)."""
+    from dotenv import dotenv_values
+
+    return bool(os.environ.get("SECRET_KEY") or dotenv_values(root / ".env").get("SECRET_KEY"))
 
 
 def local_secret(root: Path) -> str:
@@ -427,14 +436,17 @@ def bench_command(
     ] = None,
     connections: Annotated[int, typer.Option(min=1, help="Connections wrk keeps open.")] = 32,
     variants: Annotated[
-        str, typer.Option(help="Which, comma-separated: raw, sync, 04, 05.")
-    ] = "raw,sync,04,05",
+        str,
+        typer.Option(
+            help="Which, comma-separated: raw, fastapi, core, sync, 04, 05 (default: all)."
+        ),
+    ] = "",
     output: Annotated[
         Path | None,
         typer.Option(help="Where results.md and results.png go (docs/performance for the docs)."),
     ] = None,
 ) -> None:
-    """Load the step 04 and 05 references beside two baselines with wrk; write build/bench/."""
+    """Load the step 04 and 05 references beside four baselines with wrk; write build/bench/."""
     from . import bench
 
     course = Course()
