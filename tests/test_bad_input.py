@@ -33,6 +33,10 @@ from workshop.database import Server
 
 from .faults import Served, serve_step
 
+# A catalogue of attacks on every step's reference: CI runs it (`uv run pytest -m exhaustive`),
+# the README's run does not.
+pytestmark = pytest.mark.exhaustive
+
 # What a body must never show: a traceback, SQL, the driver, the database's own words.
 LEAKS = [
     "Traceback",

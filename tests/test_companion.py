@@ -205,6 +205,7 @@ def test_watch_checks_again_when_a_file_is_saved(copy: Course) -> None:
         assert "Step 01 is complete." in next_verdict(lines, within=30)
 
 
+@pytest.mark.exhaustive  # `workshop verify` runs the checks of two steps and a catalogue
 def test_verify_says_what_is_wrong_with_the_course(copy: Course) -> None:
     """One run finds a stale starter and a wrong answer that its checks let through, and
     nothing else (`1 problem` more would be a sound course's false alarm)."""
@@ -240,7 +241,8 @@ def keep_first_wrong_answers(text: str, count: int) -> str:
 
 
 def test_output_reads_without_colour(copy: Course) -> None:
-    result = CliRunner().invoke(app, ["status"], env={"NO_COLOR": "1", "COLUMNS": "120"})
+    # `hint` prints in colour on a terminal: markup, a panel and highlighted code.
+    result = CliRunner().invoke(app, ["hint", "01.1"], env={"NO_COLOR": "1", "COLUMNS": "120"})
     assert result.exit_code == 0
     assert "\x1b[" not in result.output and "01.1" in result.output
 
@@ -280,6 +282,7 @@ def test_a_row_never_contradicts_itself(course: Course) -> None:
     assert [e.id for e in report.unfinished] == ["05.1", "05.2", "05.4", "05.5"]
 
 
+@pytest.mark.exhaustive  # the harness times every way of checking a step, twice over
 def test_timings_give_every_figure_of_the_check_loop(copy: Course) -> None:
     """`workshop dev timings` measures; the test says only that it produced its figures."""
     code, output = run("dev", "timings", "01", "--runs", "1")

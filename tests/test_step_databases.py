@@ -45,6 +45,10 @@ from workshop.step_databases import (
 
 from .faults import PrivateServer
 
+# Each test starts the workshop's own commands on a private embedded server: CI runs them
+# (`uv run pytest -m exhaustive`), the README's run does not.
+pytestmark = pytest.mark.exhaustive
+
 ALICE = {"username": "alice@example.com", "password": "correct horse battery"}
 
 

