@@ -1,5 +1,6 @@
 """The application factory: `uvicorn app.main:app` serves the app it builds."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,6 +54,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # expire_on_commit=False: after a commit, objects keep their values instead of reloading
     # them on the next attribute access, which in async code would be hidden I/O.
     app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    # One turn per connection the pool may open: requests wait for them in order (db.py).
+    settings = app.state.settings
+    app.state.connection_turns = asyncio.Semaphore(settings.pool_size + settings.max_overflow)
     try:
         yield
     finally:
