@@ -8,29 +8,14 @@ GET /items/{id}, GET /items (the first page, or a search with ?q=) and POST /ite
         uv run uvicorn fastapi_asyncpg:app --app-dir bench/variants --no-access-log
 """
 
-import json
-import os
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from raw_asyncpg import COLUMNS, DSN, POOL_SIZE, WORDS, use_json  # the same pool and SQL
 from schemas import ItemCreate, ItemPage, ItemPublic, cursor
-
-# asyncpg takes plain postgresql://, without SQLAlchemy's "+driver".
-DSN = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", os.environ["DATABASE_URL"])
-POOL_SIZE = 30  # as the references' pool: POOL_SIZE 20 + MAX_OVERFLOW 10
-COLUMNS = "id, name, description, price, attributes, created_at, updated_at"
-WORDS = "websearch_to_tsquery('english', $1)"
-
-
-async def use_json(connection: asyncpg.Connection) -> None:
-    # JSONB in and out as Python objects (asyncpg's default is text).
-    await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
 
 
 @asynccontextmanager

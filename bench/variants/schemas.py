@@ -1,5 +1,6 @@
-"""The JSON of step 04's items, for the FastAPI variants of the ladder: the same fields and
-rules as step 04's schemas, so that every rung validates and writes the same JSON."""
+"""The JSON of step 04's items, for the benchmark's FastAPI variants (FastAPI on asyncpg, on
+Core, and the sync baseline): the same fields and rules as step 04's schemas, so that every
+rung validates and writes the same JSON."""
 
 import base64
 import json

@@ -12,8 +12,6 @@ GET /items/{id}, GET /items (the first page, or a search with ?q=) and POST /ite
         uv run uvicorn sync_orm:app --app-dir bench/variants --no-access-log
 """
 
-import base64
-import json
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,7 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from schemas import ItemCreate, ItemPage, ItemPublic, cursor
 from sqlalchemy import (
     DateTime,
     Identity,
@@ -69,32 +67,6 @@ class Item(Base):
 SEARCH = literal_column("items.search")
 
 
-class ItemBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    description: str | None = None
-    price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-
-class ItemCreate(ItemBase):
-    pass
-
-
-class ItemPublic(ItemBase):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-
-
-class ItemPage(BaseModel):
-    items: list[ItemPublic]
-    next_cursor: str | None
-
-
 def get_session() -> Iterator[Session]:
     with Session(engine) as session:
         yield session
@@ -132,8 +104,7 @@ def read_items(
     next_cursor = None
     if len(rows) > limit:
         position = [float(page[-1][1]), page[-1][0].id] if q else [page[-1][0].id]
-        next_cursor = base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-        next_cursor = next_cursor.rstrip("=")
+        next_cursor = cursor(position)
     return {"items": [row[0] for row in page], "next_cursor": next_cursor}
 
 
