@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from workshop.course import Step
 from workshop.database import (
@@ -29,6 +29,7 @@ from workshop.database import (
     Server,
     create_database,
     drop_database,
+    libpq_dsn,
     test_database_name,
 )
 from workshop.migrations import Migrations
@@ -93,6 +94,15 @@ class Served:
             APP_NAME,
         )
         return rows[0][0]
+
+
+async def first_column(url: URL, query: str) -> set[Any]:
+    """The first column of a query's rows, as a set, on a connection of its own."""
+    connection = await asyncpg.connect(libpq_dsn(url))
+    try:
+        return {row[0] for row in await connection.fetch(query)}
+    finally:
+        await connection.close()
 
 
 @asynccontextmanager

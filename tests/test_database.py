@@ -31,6 +31,8 @@ from workshop.database import (
     test_database_name,
 )
 
+from .faults import first_column
+
 CLOSED_PORT = "postgresql://postgres:s3cret-pw@127.0.0.1:1/workshop"
 
 
@@ -148,11 +150,7 @@ def test_a_dead_runs_test_databases_are_dropped(server: Server) -> None:
 
 
 async def database_names(url: URL) -> set[str]:
-    connection = await asyncpg.connect(libpq_dsn(url))
-    try:
-        return {row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")}
-    finally:
-        await connection.close()
+    return await first_column(url, "SELECT datname FROM pg_database")
 
 
 def test_a_malformed_database_url_is_one_sentence(

@@ -20,7 +20,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from workshop.cli import app
@@ -43,7 +42,7 @@ from workshop.step_databases import (
     step_database_names,
 )
 
-from .faults import PrivateServer
+from .faults import PrivateServer, first_column
 
 # Each test starts the workshop's own commands on a private embedded server: CI runs them
 # (`uv run pytest -m exhaustive`), the README's run does not.
@@ -73,15 +72,8 @@ class Learner:
 
     def item_names(self, database: str) -> set[str]:
         """The items' names, read as the administrator (row-level security does not apply)."""
-        return run_sync(item_names(self.server.database_url(database)))
-
-
-async def item_names(url: URL) -> set[str]:
-    connection = await asyncpg.connect(libpq_dsn(url))
-    try:
-        return {row["name"] for row in await connection.fetch("SELECT name FROM items")}
-    finally:
-        await connection.close()
+        url = self.server.database_url(database)
+        return run_sync(first_column(url, "SELECT name FROM items"))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from raw_asyncpg import COLUMNS, DSN, POOL_SIZE, WORDS, use_json  # the same pool and SQL
+from raw_asyncpg import COLUMNS, DSN, POOL_SIZE, page_rows, use_json  # the same pool and SQL
 from schemas import ItemCreate, ItemPage, ItemPublic, cursor
 
 
@@ -50,17 +50,7 @@ async def read_items(
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
-    if q:
-        rows = await connection.fetch(
-            f"SELECT {COLUMNS}, ts_rank(search, {WORDS}) AS rank FROM items "
-            f"WHERE search @@ {WORDS} ORDER BY rank DESC, id LIMIT $2",
-            q,
-            limit + 1,
-        )
-    else:
-        rows = await connection.fetch(
-            f"SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1", limit + 1
-        )
+    rows = await page_rows(connection, q, limit)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:  # one row more than asked: there is a next page

@@ -74,6 +74,18 @@ async def get_item(request: Request) -> JSONResponse:
     return JSONResponse(public(row))
 
 
+async def page_rows(connection: asyncpg.Connection, q: str | None, limit: int) -> list[Any]:
+    """One row more than a page: by relevance (with its rank) when searching, else by id."""
+    if q:
+        return await connection.fetch(
+            f"SELECT {COLUMNS}, ts_rank(search, {WORDS}) AS rank FROM items "
+            f"WHERE search @@ {WORDS} ORDER BY rank DESC, id LIMIT $2",
+            q,
+            limit + 1,
+        )
+    return await connection.fetch(f"SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1", limit + 1)
+
+
 async def list_items(request: Request) -> JSONResponse:
     q = request.query_params.get("q")
     try:
@@ -83,17 +95,7 @@ async def list_items(request: Request) -> JSONResponse:
     if not 1 <= limit <= 100 or (q is not None and not 1 <= len(q) <= 200):
         return problem(422, "The request is not valid.")
     async with request.app.state.pool.acquire() as connection:
-        if q:
-            rows = await connection.fetch(
-                f"SELECT {COLUMNS}, ts_rank(search, {WORDS}) AS rank FROM items "
-                f"WHERE search @@ {WORDS} ORDER BY rank DESC, id LIMIT $2",
-                q,
-                limit + 1,
-            )
-        else:
-            rows = await connection.fetch(
-                f"SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1", limit + 1
-            )
+        rows = await page_rows(connection, q, limit)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
