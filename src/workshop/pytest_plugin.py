@@ -453,7 +453,7 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> Itera
     apps = request.config.stash[APPS_KEY]
     key = (pkg.__name__, id(pkg), settings_key(settings))
     app: FastAPI = apps.get(key) or pkg.main.create_app(settings)
-    routes, built_with = list(app.router.routes), app.state._state.get("settings")
+    routes, built_with = list(app.router.routes), getattr(app.state, "settings", None)
     get_session = getattr(getattr(pkg, "db", None), "get_session", None)
     if get_session is not None and "session" in request.fixturenames:
         from sqlalchemy.exc import DBAPIError
@@ -474,7 +474,7 @@ def app(pkg: ModuleType, settings: Any, request: pytest.FixtureRequest) -> Itera
         app.dependency_overrides[get_session] = use_test_session
     yield app
     app.dependency_overrides.clear()
-    if app.router.routes == routes and app.state._state.get("settings") is built_with:
+    if app.router.routes == routes and getattr(app.state, "settings", None) is built_with:
         apps[key] = app
     else:
         apps.pop(key, None)
