@@ -31,6 +31,15 @@ async def make_app(pkg: ModuleType, settings: Any) -> AsyncIterator[Callable[...
             await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
             return {"pid": await session.scalar(text("SELECT pg_backend_pid()"))}
 
+        app.state.let_go = asyncio.Event()
+
+        @app.get("/test/hold-until-let-go")
+        async def hold_until_let_go(session: session_dep) -> dict[str, int]:
+            """Hold a connection until the test sets `app.state.let_go`."""
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+            await app.state.let_go.wait()
+            return {"pid": pid}
+
         apps.append(app)
         return app
 

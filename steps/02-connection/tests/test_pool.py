@@ -49,7 +49,7 @@ async def test_connect_timeout_comes_from_the_settings(
         timeout: pkg.db.create_engine(
             settings.model_copy(update={"database_url": url, "connect_timeout": timeout})
         )
-        for timeout in (0.3, 1.2)
+        for timeout in (0.1, 0.75)
     }
 
     async def give_up_after(engine: AsyncEngine) -> float:
@@ -60,7 +60,7 @@ async def test_connect_timeout_comes_from_the_settings(
         return time.monotonic() - started
 
     # A full garbage collection stops the event loop for as long as it takes: 0.7 s and more
-    # on a busy 2-core machine late in `pytest steps`, past the 0.55 s the 0.3 s bound below
+    # on a busy 2-core machine late in `pytest steps`, past the 0.45 s the 0.1 s bound below
     # leaves. Collect now, and not while the engines are timed.
     gc.collect()
     gc.disable()
@@ -89,23 +89,40 @@ async def test_connect_timeout_comes_from_the_settings(
 
 
 @pytest.mark.exercise("02.1")
-async def test_connections_are_replaced_after_pool_recycle(pkg: ModuleType, settings: Any) -> None:
+async def test_connections_are_replaced_after_pool_recycle(
+    pkg: ModuleType, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A pooled connection older than POOL_RECYCLE seconds is closed and replaced by a new one
-    at its next checkout, before a firewall or proxy drops it silently."""
-    custom = settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_recycle": 1})
-    engine: AsyncEngine = pkg.db.create_engine(custom)
+    at its next checkout, before a firewall or proxy drops it silently. Two values, side by
+    side: 45 seconds on, a connection is too old for one pool and still young for the other."""
+    engines = {
+        recycle: pkg.db.create_engine(
+            settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_recycle": recycle})
+        )
+        for recycle in (30, 90)
+    }
 
-    async def server_pid() -> int:
+    async def server_pid(engine: AsyncEngine) -> int:
         async with engine.connect() as connection:
             return await connection.scalar(text("SELECT pg_backend_pid()"))
 
     try:
-        first = await server_pid()
-        assert await server_pid() == first, "a young connection is reused from the pool"
-        await asyncio.sleep(1.1)
-        assert await server_pid() != first, "a connection older than POOL_RECYCLE was reused"
+        first = {recycle: await server_pid(engine) for recycle, engine in engines.items()}
+        for recycle, engine in engines.items():
+            assert await server_pid(engine) == first[recycle], "a young connection is reused"
+        # Rather than wait 45 seconds, move on the clock the pool reads (time.time()).
+        later = time.time() + 45
+        monkeypatch.setattr(time, "time", lambda: later)
+        assert await server_pid(engines[30]) != first[30], (
+            "POOL_RECYCLE=30: a connection 45 s old was reused"
+        )
+        assert await server_pid(engines[90]) == first[90], (
+            "POOL_RECYCLE=90: a connection 45 s old was replaced"
+        )
     finally:
-        await engine.dispose()
+        monkeypatch.undo()
+        for engine in engines.values():
+            await engine.dispose()
 
 
 @pytest.mark.exercise("02.1")
@@ -144,8 +161,11 @@ async def test_no_connection_outlives_the_app(make_app: MakeApp, engine: AsyncEn
             pids = [await c.scalar(text("SELECT pg_backend_pid()")) for c in (one, two)]
         assert len(set(pids)) == 2
         assert await alive(engine, pids) == 2  # back in the pool, still open on the server
-    # Shut-down is over: the server has none of the app's connections left (it ends their
-    # processes within milliseconds of the client closing them).
+        pool = app.state.engine.pool
+    # Shut-down is over. A pool that still holds connections was not closed: say so now.
+    assert pool.checkedin() == 0, "the pool still holds connections after shut-down"
+    # And the server has none of the app's connections left (it ends their processes within
+    # milliseconds of the client closing them).
     assert await eventually(lambda: alive(engine, pids), lambda n: n == 0, within=1.5) == 0
 
 
@@ -160,7 +180,9 @@ async def test_no_connection_outlives_an_app_that_stops_with_an_error(
         async with serve(app):
             async with app.state.engine.connect() as connection:
                 pids = [await connection.scalar(text("SELECT pg_backend_pid()"))]
+            pool = app.state.engine.pool
             raise RuntimeError("serving ended with an error")
+    assert pool.checkedin() == 0, "the pool still holds a connection after shut-down"
     assert await eventually(lambda: alive(engine, pids), lambda n: n == 0, within=1.5) == 0
 
 
@@ -274,19 +296,28 @@ async def test_fifty_concurrent_requests_stay_within_the_pool(
 async def test_a_full_pool_answers_503_after_pool_timeout(make_app: MakeApp) -> None:
     app = make_app(pool_size=1, max_overflow=0, pool_timeout=0.5)
     async with serve(app, raise_app_exceptions=False) as client:
-        busy = asyncio.create_task(client.get("/test/hold", params={"seconds": 1.5}))
-        await eventually(
-            lambda: asyncio.sleep(0, app.state.engine.pool.checkedout()),
-            lambda n: n == 1,
-            within=1.0,
-        )
-        started = time.monotonic()
+        # The first request holds the pool's one connection until the test lets it go.
+        busy = asyncio.create_task(client.get("/test/hold-until-let-go"))
         try:
-            # Fail as soon as the wait is clearly too long, not when the first request ends.
-            response = await asyncio.wait_for(client.get("/test/hold"), timeout=1.4)
-        except TimeoutError:
-            pytest.fail("The request still waits for a connection after 1.4 s (POOL_TIMEOUT=0.5)")
-        waited = time.monotonic() - started
+            await eventually(
+                lambda: asyncio.sleep(0, app.state.engine.pool.checkedout()),
+                lambda n: n == 1 or busy.done(),
+                within=1.0,
+            )
+            if busy.done():
+                status = (await busy).status_code
+                pytest.fail(f"The first request ended at once ({status}): it held no connection")
+            started = time.monotonic()
+            try:
+                # Fail as soon as the wait is clearly too long.
+                response = await asyncio.wait_for(client.get("/test/hold"), timeout=1.4)
+            except TimeoutError:
+                pytest.fail(
+                    "The request still waits for a connection after 1.4 s (POOL_TIMEOUT=0.5)"
+                )
+            waited = time.monotonic() - started
+        finally:
+            app.state.let_go.set()
         assert (await busy).status_code == 200
     assert response.status_code == 503
     assert 0.4 < waited < 1.4  # about pool_timeout: no hang
