@@ -1,5 +1,5 @@
 """`python -m workshop` is the `workshop` command."""
 
-from .cli import main
+from .warm import main
 
 main()

@@ -119,6 +119,9 @@ def run_steps(
             "-q",
             "-p",
             "no:cacheprovider",
+            # A failure in one line: the report says what failed and why, and pytest's full
+            # traceback costs a parse of each test file per failure (a third of a second).
+            "--tb=line",
             f"--workshop-report={report}",
             *(["--solution"] if solution else []),
             *args,

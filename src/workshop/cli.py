@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from . import database, generate
+from . import database, generate, warm
 from .course import COMMAND, Course, WorkshopError
 from .serving import log_config
 
@@ -44,7 +44,13 @@ StepArg = Annotated[str, typer.Argument(help="The step's number, for example 01.
 SolutionOpt = Annotated[bool, typer.Option("--solution", help="Use the reference solution.")]
 
 
+# True when this process is the `workshop` command itself (not a test's CliRunner).
+as_the_command = False
+
+
 def main() -> None:
+    global as_the_command
+    as_the_command = True
     app()
 
 
@@ -210,8 +216,9 @@ def db_start() -> None:
 
 @command(db_app, "stop")
 def db_stop() -> None:
-    """Stop the embedded server."""
+    """Stop the embedded server (and the warm process that runs checks, if there is one)."""
     root = Course().root
+    warm.stop(root)
     if database.ToolkitSettings.load(root).database_url:
         console.print("DATABASE_URL points at a server of your own: the workshop leaves it alone.")
         return

@@ -25,7 +25,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from . import database, progress, starter, verify, wrong_answers
+from . import cli, database, progress, starter, verify, warm, wrong_answers
 from .checks import run_checks
 from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, errors, relative
 from .course import Course, Exercise, Step, UnknownName, WorkshopError
@@ -129,8 +129,12 @@ def check(
     chosen = course.step(step) if step else progress.current(course)[0]
     # As the `workshop` command, nothing else runs pytest in this process: run it here, and
     # spare a second interpreter's start-up. Under a test's CliRunner, in a new process.
-    in_process = "pytest" not in sys.modules
-    if code := check_and_say(course, chosen, solution=solution, in_process=in_process):
+    in_process = cli.as_the_command
+    code = check_and_say(course, chosen, solution=solution, in_process=in_process)
+    if in_process:
+        # The next check goes to a warm process that has the libraries loaded (see warm.py).
+        warm.start(course.root)
+    if code:
         raise typer.Exit(code)
 
 

@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 # How the learner runs the toolkit: the README's way, which works without activating the venv.
@@ -98,8 +98,10 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
+@lru_cache(maxsize=256)
 def step_of(path: Path) -> Step | None:
-    """The step a file belongs to: the nearest folder above it that has an `exercises.toml`."""
+    """The step a file belongs to: the nearest folder above it that has an `exercises.toml`.
+    Remembered: pytest asks for each test, several times (and the Step keeps its exercises)."""
     for candidate in (path.resolve(), *path.resolve().parents):
         if (candidate / "exercises.toml").is_file():
             return Step(candidate)

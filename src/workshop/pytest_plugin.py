@@ -7,6 +7,8 @@ a throwaway database of its own on the resolved server, and the fixtures below.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import sysconfig
 from collections.abc import AsyncIterator, Iterator
@@ -26,8 +28,12 @@ from .database import (
     create_database,
     drop_database,
     drop_orphaned_test_databases,
+    drop_ready_databases,
+    fingerprint,
+    hand_back_database,
     resolve_server,
     run_sync,
+    take_ready_database,
     test_database_name,
 )
 from .loader import load_package
@@ -113,8 +119,12 @@ LIBRARIES = tuple({Path(sysconfig.get_paths()[key]) for key in ("purelib", "plat
 
 
 def in_a_library(entry: pytest.TracebackEntry) -> bool:
-    path = Path(entry.path)
-    return any(path.is_relative_to(library) for library in LIBRARIES)
+    return library_file(str(entry.path))
+
+
+@functools.lru_cache(maxsize=1024)
+def library_file(path: str) -> bool:
+    return any(Path(path).is_relative_to(library) for library in LIBRARIES)
 
 
 def without_library_frames(item: pytest.Item) -> None:
@@ -241,8 +251,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # -- databases ------------------------------------------------------------------------------
 
 
+# How many ready databases of a kind the embedded server keeps between runs: step 03's run
+# uses five (one migrated, four empty), and the repository's tests run a step twice at once.
+KEEP_READY = 6
+
+
+def migrations_digest(step: Step, solution: bool) -> str:
+    """What the package's migrations are, in a few letters: a change makes a new kind."""
+    digest = hashlib.sha256((step.dir / "alembic.ini").read_bytes())
+    folder = step.package_dir(solution=solution) / "migrations"
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 class TestDatabases:
-    """One throwaway database per step per test session, migrated, dropped at the end."""
+    """The throwaway databases of a test session: one per step, migrated, and the empty ones
+    that tests ask for.
+
+    On the embedded server a run takes databases another run made ready and hands its own
+    back at the end (see `hand_back_database`): CREATE DATABASE is most of a check's set-up.
+    Elsewhere (DATABASE_URL: a server that may be shared) it makes them and drops them.
+    """
 
     __test__ = False  # not a test class, whatever its name says
 
@@ -253,6 +283,7 @@ class TestDatabases:
         self.server: Server | None = None
         self.names: dict[Path, str] = {}
         self.broken: dict[Path, str] = {}
+        self.ready: dict[str, tuple[str, str]] = {}  # name: (kind, fingerprint when made)
 
     def connect(self) -> Server:
         if self.server is None:
@@ -264,16 +295,45 @@ class TestDatabases:
                 run_sync(drop_orphaned_test_databases(self.server.url))
         return self.server
 
+    @property
+    def keeps_ready(self) -> bool:
+        return self.server is not None and self.server.source == "embedded"
+
+    def database(self, key: Path, label: str, kind: str) -> tuple[str, bool]:
+        """A database of this kind for `key`: its name, and whether it is new (to be made
+        ready, then `made_ready`) rather than taken ready."""
+        assert self.server is not None
+        name = test_database_name(label)
+        taken = None
+        if self.keeps_ready:
+            taken = run_sync(take_ready_database(self.server.url, kind, name))
+        if taken is None:
+            run_sync(create_database(self.server.url, name))
+        else:
+            self.ready[name] = (kind, taken)
+        self.names[key] = name
+        return name, taken is None
+
+    def made_ready(self, name: str, kind: str) -> None:
+        """The new database is as its kind makes it: remember its fingerprint."""
+        assert self.server is not None
+        if self.keeps_ready:
+            self.ready[name] = (kind, run_sync(fingerprint(self.server.database_url(name))))
+
     def url_for(self, step: Step) -> str:
         self.connect()
         assert self.server is not None
         if step.dir in self.broken:
             pytest.fail(f"The step's migrations failed: {self.broken[step.dir]}", pytrace=False)
         if step.dir not in self.names:
-            name = test_database_name(step.number)
-            run_sync(create_database(self.server.url, name))
-            self.names[step.dir] = name
-            if step.has_migrations:
+            if not step.has_migrations:
+                name, new = self.database(step.dir, step.number, "empty")
+                if new:
+                    self.made_ready(name, "empty")
+                return self.url(name)
+            kind = f"{step.number}_{migrations_digest(step, self.solution)}"
+            name, new = self.database(step.dir, step.number, kind)
+            if new:
                 # Imported here: Alembic costs a third of a second, and steps 01-02 have none.
                 from .migrations import Migrations
 
@@ -283,14 +343,19 @@ class TestDatabases:
                     # Every test of the step gets the same clear failure, not a missing table.
                     self.broken[step.dir] = f"{type(exc).__name__}: {exc}"
                     raise
+                self.made_ready(name, kind)
+                if self.keeps_ready:
+                    # The kinds of migrations the step's packages no longer have: gone.
+                    kinds = {f"{step.number}_{migrations_digest(step, s)}" for s in (False, True)}
+                    run_sync(drop_ready_databases(self.server.url, f"{step.number}_", kinds))
         return self.url(self.names[step.dir])
 
     def new_database(self, label: str) -> str:
-        """Another throwaway database, empty; dropped at the end like the others."""
-        assert self.server is not None
-        name = test_database_name(label)
-        run_sync(create_database(self.server.url, name))
-        self.names[self.root / name] = name
+        """Another throwaway database, empty; handed back or dropped at the end like the others."""
+        key = self.root / f"{label}_{len(self.names)}"
+        name, new = self.database(key, label, "empty")
+        if new:
+            self.made_ready(name, "empty")
         return self.url(name)
 
     def url(self, name: str) -> str:
@@ -298,8 +363,15 @@ class TestDatabases:
         return self.server.database_url(name).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
-        if self.server is not None:
-            for name in self.names.values():
+        if self.server is None:
+            return
+        for name in self.names.values():
+            if name in self.ready:
+                kind, fingerprint_then = self.ready[name]
+                run_sync(
+                    hand_back_database(self.server.url, name, kind, fingerprint_then, KEEP_READY)
+                )
+            else:
                 run_sync(drop_database(self.server.url, name))
 
 

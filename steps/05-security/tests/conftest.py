@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # 64 characters or more: long enough for HS512 too (a test signs a token with it).
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-abcdef"
 PASSWORD = "correct horse battery staple"
-HASHED = PasswordHash.recommended().hash(PASSWORD)  # once: Argon2 is slow on purpose
+# PASSWORD's Argon2id hash, made once with pwdlib's defaults (`PasswordHash.recommended()`)
+# and kept: a hash costs a tenth of a second on purpose, and every check would pay it again.
+HASHED = (
+    "$argon2id$v=19$m=65536,t=3,p=4$K9EoiXTf/4Ncd2UasjntMQ$"
+    "E4phewtShyKJ43durSZNcxYoonLAoVR96Af8DOLb598"
+)
 
 
 @pytest.fixture
