@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workshop import verify
+from workshop import verify, warm
 from workshop.checks import StepReport, TestOutcome
 from workshop.cli import app
 from workshop.course import Course
@@ -290,3 +294,43 @@ def test_timings_give_every_figure_of_the_check_loop(copy: Course) -> None:
     row = next(line for line in output.splitlines() if "01-setup" in line)
     figures = [float(cell) for cell in re.findall(r"\d+\.\d\d", row)]
     assert len(figures) == 4 and all(seconds > 0 for seconds in figures), row
+
+
+def test_a_warm_process_gives_the_verdict_a_new_process_gives(
+    copy: Course, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workshop check` hands its terminal to a child of a warm process (see warm.py): the
+    same words, the same exit code. A warm process that is out of date ends, and says so."""
+    monkeypatch.setenv("COLUMNS", "200")
+    command = [sys.executable, "-m", "workshop", "check", "01"]
+    alone = subprocess.run(
+        command, env={**os.environ, warm.SWITCH: "0"}, capture_output=True, text=True
+    )
+    assert alone.returncode == 1 and "Next: exercise 01.1" in alone.stdout
+    warm.start(copy.root)
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(warm.socket_path(copy.root)):
+            assert time.monotonic() < deadline, "the warm process did not start"
+            time.sleep(0.1)
+        capfd.readouterr()
+        assert warm.ask(copy.root, ["check", "01"]) == 1  # None: not answered warm
+        assert capfd.readouterr().out == alone.stdout
+        # Another Python (or changed libraries, or toolkit): it ends, the command runs alone.
+        monkeypatch.setattr(sys, "executable", "/elsewhere/bin/python")
+        assert warm.ask(copy.root, ["check", "01"]) is None
+        deadline = time.monotonic() + 10
+        while answers(warm.socket_path(copy.root)):
+            assert time.monotonic() < deadline, "the out-of-date warm process did not end"
+            time.sleep(0.1)
+    finally:
+        warm.stop(copy.root)
+
+
+def answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True

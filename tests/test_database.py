@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -24,10 +25,13 @@ from workshop.database import (
     create_database,
     drop_database,
     drop_orphaned_test_databases,
+    fingerprint,
+    hand_back_database,
     libpq_dsn,
     resolve_server,
     role_password,
     run_sync,
+    take_ready_database,
     test_database_name,
 )
 
@@ -184,3 +188,51 @@ def test_the_app_roles_password_is_the_servers_own(server: Server) -> None:
             await connection.close()
 
     assert run_sync(granted_to_everyone()) == 0
+
+
+async def execute(url: URL, sql: str) -> None:
+    connection = await asyncpg.connect(libpq_dsn(url))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def test_a_run_hands_a_database_back_ready_only_as_it_was_made(server: Server) -> None:
+    """Test runs on the embedded server keep their databases for the next run (CREATE DATABASE
+    is most of a check's set-up): emptied of the run's work, and only if the catalogue is
+    again exactly as it was made; else dropped."""
+    kind = f"test{uuid.uuid4().hex[:8]}"  # no real run takes this kind
+    made, taken, again = (test_database_name("99") for _ in range(3))
+    run_sync(create_database(server.url, made))
+    expected = run_sync(fingerprint(server.database_url(made)))
+    # An empty database a test migrated: handed back with `public` anew, as it was made.
+    run_sync(execute(server.database_url(made), "CREATE TABLE t (id int PRIMARY KEY)"))
+    run_sync(hand_back_database(server.url, made, kind, expected, keep=2, migrated=False))
+    assert run_sync(take_ready_database(server.url, kind, taken)) == expected
+    assert run_sync(fingerprint(server.database_url(taken))) == expected
+    # A schema beyond `public` is not undone: the database is dropped, not kept.
+    run_sync(execute(server.database_url(taken), "CREATE SCHEMA elsewhere"))
+    run_sync(hand_back_database(server.url, taken, kind, expected, keep=2, migrated=False))
+    assert run_sync(take_ready_database(server.url, kind, again)) is None
+    assert not run_sync(database_names(server.url)) & {made, taken, again}
+
+
+def test_a_migrated_database_goes_back_without_its_rows(server: Server) -> None:
+    kind = f"test{uuid.uuid4().hex[:8]}"
+    made, taken = test_database_name("99"), test_database_name("99")
+    run_sync(create_database(server.url, made))
+    url = server.database_url(made)
+    run_sync(execute(url, "CREATE TABLE items (id serial PRIMARY KEY, name text)"))
+    expected = run_sync(fingerprint(url))
+    run_sync(execute(url, "INSERT INTO items (name) VALUES ('a'), ('b')"))
+    run_sync(hand_back_database(server.url, made, kind, expected, keep=1, migrated=True))
+    try:
+        assert run_sync(take_ready_database(server.url, kind, taken)) == expected
+        taken_url = server.database_url(taken)
+        assert run_sync(first_column(taken_url, "SELECT count(*) FROM items")) == {0}
+        # The ids start again at 1, as in a database just migrated.
+        run_sync(execute(taken_url, "INSERT INTO items (name) VALUES ('c')"))
+        assert run_sync(first_column(taken_url, "SELECT id FROM items")) == {1}
+    finally:
+        run_sync(drop_database(server.url, taken))

@@ -423,16 +423,19 @@ async def _empty_public(url: URL) -> None:
         await connection.close()
 
 
-async def hand_back_database(server: URL, name: str, kind: str, expected: str, keep: int) -> None:
+async def hand_back_database(
+    server: URL, name: str, kind: str, expected: str, *, keep: int, migrated: bool
+) -> None:
     """Keep a test run's database ready for the next run of its kind, if it is again as it was
     made (`expected`: its fingerprint then) and fewer than `keep` of its kind are ready; else
-    drop it. Kind `empty` is a database as CREATE DATABASE makes it; any other is migrated."""
+    drop it. A migrated database loses its rows; an empty one (as CREATE DATABASE makes it)
+    gets `public` anew."""
     url = server.set(database=name)
     try:
-        if kind != "empty":
+        if migrated:
             await _truncate(url)
         alike = await fingerprint(url) == expected
-        if not alike and kind == "empty":
+        if not alike and not migrated:
             await _empty_public(url)
             alike = await fingerprint(url) == expected
     except asyncpg.PostgresError:

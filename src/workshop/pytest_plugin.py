@@ -367,10 +367,12 @@ class TestDatabases:
             return
         for name in self.names.values():
             if name in self.ready:
-                kind, fingerprint_then = self.ready[name]
-                run_sync(
-                    hand_back_database(self.server.url, name, kind, fingerprint_then, KEEP_READY)
+                kind, then = self.ready[name]
+                migrated = kind != "empty"
+                back = hand_back_database(
+                    self.server.url, name, kind, then, keep=KEEP_READY, migrated=migrated
                 )
+                run_sync(back)
             else:
                 run_sync(drop_database(self.server.url, name))
 

@@ -101,14 +101,20 @@ def start(root: Path) -> None:
         with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
             probe.connect(str(path))
             return
-    subprocess.Popen(
-        [sys.executable, "-m", "workshop.warm", str(root)],
-        cwd=root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # not ended with the terminal's process group, nor by Ctrl+C
+    # Kept: it runs on after this process, on purpose (Python warns of a Popen dropped early).
+    _started.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "workshop.warm", str(root)],
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not ended with the terminal's process group, nor by Ctrl+C
+        )
     )
+
+
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def stop(root: Path) -> None:
