@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -310,7 +309,7 @@ def test_a_warm_process_gives_the_verdict_a_new_process_gives(
     warm.start(copy.root)
     try:
         deadline = time.monotonic() + 60
-        while not answers(warm.socket_path(copy.root)):
+        while not warm.answering(copy.root):
             assert time.monotonic() < deadline, "the warm process did not start"
             time.sleep(0.1)
         capfd.readouterr()
@@ -320,17 +319,8 @@ def test_a_warm_process_gives_the_verdict_a_new_process_gives(
         monkeypatch.setattr(sys, "executable", "/elsewhere/bin/python")
         assert warm.ask(copy.root, ["check", "01"]) is None
         deadline = time.monotonic() + 10
-        while answers(warm.socket_path(copy.root)):
+        while warm.answering(copy.root):
             assert time.monotonic() < deadline, "the out-of-date warm process did not end"
             time.sleep(0.1)
     finally:
         warm.stop(copy.root)
-
-
-def answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True

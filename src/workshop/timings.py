@@ -1,8 +1,9 @@
 """`workshop dev timings`: how long the learner waits for a verdict, per step.
 
 Three ways a learner asks, each timed as the learner lives it, whole processes included:
-- `workshop check NN`, a new process each time: the first run (cold), then the median of the
-  others (warm: the server up, the files in the disk cache);
+- `workshop check NN`, a new command each time: the first run (cold: no warm process yet), then
+  the median of the others (warm: the warm process that the first started answers them, the
+  server is up, the test databases are ready);
 - `pytest steps/NN-name`, the same way;
 - `workshop watch NN`: from the moment a file of the step is saved to the verdict on screen.
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import warm
 from .course import Course, Step
 
 
@@ -95,7 +97,13 @@ def after_saves(course: Course, step: Step, saves: int) -> list[float]:
 def measure(course: Course, step: Step, runs: int = 3) -> Timing:
     check = [sys.executable, "-m", "workshop", "check", step.number]
     pytest = [sys.executable, "-m", "pytest", str(step.dir), "-q", "-p", "no:cacheprovider"]
-    checks = [timed(check, course) for _ in range(runs + 1)]
+    warm.stop(course.root)  # so that the first check is a cold one
+    cold = timed(check, course)
+    # The first check starts the warm process that answers the next ones (see warm.py).
+    deadline = time.monotonic() + 60
+    while not warm.answering(course.root) and warm.usable() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    checks = [cold, *(timed(check, course) for _ in range(runs))]
     return Timing(
         step,
         check_cold=checks[0],

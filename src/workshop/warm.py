@@ -95,12 +95,8 @@ def ask(folder: Path, arguments: list[str]) -> int | None:
 def start(root: Path) -> None:
     """Start a warm process for this course in the background, unless one answers already."""
     path = socket_path(root)
-    if not usable() or len(str(path)) > 100:  # a Unix socket's path is short
+    if not usable() or len(str(path)) > 100 or answering(root):  # a socket's path is short
         return
-    if path.exists():
-        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
-            probe.connect(str(path))
-            return
     # Kept: it runs on after this process, on purpose (Python warns of a Popen dropped early).
     _started.append(
         subprocess.Popen(
@@ -115,6 +111,16 @@ def start(root: Path) -> None:
 
 
 _started: list[subprocess.Popen[bytes]] = []
+
+
+def answering(root: Path) -> bool:
+    """Whether the course's warm process takes a connection now."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(socket_path(root)))
+        except OSError:
+            return False
+        return True
 
 
 def stop(root: Path) -> None:
