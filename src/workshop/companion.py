@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import gc
 import importlib
 import json
 import os
@@ -279,6 +280,7 @@ def watch(step: OptionalStep = None) -> None:
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+        gc.freeze()  # as the warm process does (see warm.py): the children's collections skip it
     while True:
         console.clear()
         check_in_a_child(course, chosen)

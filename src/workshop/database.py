@@ -323,13 +323,15 @@ READY_DATABASE_PREFIX = "workshop_ready_"
 
 # What a database holds beyond PostgreSQL's own catalogue: its schemas, relations, columns,
 # constraints, indexes, policies, functions, types, triggers, extensions, privileges, owner and
-# settings. Two databases with the same fingerprint are alike for any test.
+# settings. Two databases with the same fingerprint are alike for any test. (No ACL at all
+# means the owner's default privileges: compared as those, with acldefault.)
 FINGERPRINT = """
 WITH ours AS (SELECT oid FROM pg_namespace
               WHERE nspname NOT IN ('pg_catalog', 'information_schema')
               AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%')
 SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
-  SELECT format('schema %s %s %s', nspname, nspowner::regrole, nspacl) FROM pg_namespace
+  SELECT format('schema %s %s %s', nspname, nspowner::regrole,
+      coalesce(nspacl, acldefault('n', nspowner))) FROM pg_namespace
     WHERE oid IN (SELECT oid FROM ours)
   UNION ALL SELECT format('relation %s %s %s %s %s %s', c.oid::regclass, c.relkind,
       c.relowner::regrole, c.relacl, c.relrowsecurity, c.relforcerowsecurity)
@@ -353,7 +355,8 @@ SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
     WHERE NOT tgisinternal
   UNION ALL SELECT format('extension %s %s', extname, extversion) FROM pg_extension
   UNION ALL SELECT format('default privileges %s', defaclacl) FROM pg_default_acl
-  UNION ALL SELECT format('database %s %s', datdba::regrole, datacl) FROM pg_database
+  UNION ALL SELECT format('database %s %s', datdba::regrole,
+      coalesce(datacl, acldefault('d', datdba))) FROM pg_database
     WHERE datname = current_database()
   UNION ALL SELECT format('settings %s', setconfig) FROM pg_db_role_setting
     WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -410,7 +413,9 @@ async def _truncate(url: URL) -> None:
 
 
 async def _empty_public(url: URL) -> None:
-    """Make `public` again as template1 has it (PostgreSQL 15 and later), empty."""
+    """Make the database again as CREATE DATABASE makes it (PostgreSQL 15 and later): `public`
+    empty, as template1 has it; the database ours, with none of the privileges a step's
+    migrations granted on it (step 05's roles)."""
     connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
     try:
         await connection.execute(
@@ -419,6 +424,14 @@ async def _empty_public(url: URL) -> None:
             "GRANT USAGE ON SCHEMA public TO PUBLIC; "
             "COMMENT ON SCHEMA public IS 'standard public schema'"
         )
+        name = await connection.fetchval("SELECT current_database()")
+        await connection.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
+        grantees = await connection.fetch(
+            "SELECT DISTINCT a.grantee::regrole::text FROM pg_database, aclexplode(datacl) a "
+            "WHERE datname = current_database() AND a.grantee NOT IN (0, datdba)"
+        )
+        for (grantee,) in grantees:
+            await connection.execute(f'REVOKE ALL ON DATABASE "{name}" FROM {grantee}')
     finally:
         await connection.close()
 

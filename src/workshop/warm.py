@@ -19,6 +19,7 @@ knows whether a warm process will answer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -150,6 +151,9 @@ def serve(root: Path) -> None:
     for name in (*WARM_MODULES, "typer", "rich.console", "rich.table", "rich.syntax"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # What is loaded now stays: the children's garbage collections need not walk it (each
+    # pytest run ends with a full one), and the pages stay shared with the children.
+    gc.freeze()
     loaded = toolkit_state()
     path = socket_path(root)
     path.unlink(missing_ok=True)
