@@ -73,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_KEY] = {}
     config.stash[FAILED_STEPS_KEY] = set()
     config.stash[APPS_KEY] = {}
+    config.pluginmanager.register(StubReports(), "workshop-stub-reports")
     # Read DATABASE_URL now: each test's clean environment no longer has it.
     config.stash[DATABASES_KEY] = TestDatabases(
         config.rootpath,
@@ -140,6 +141,39 @@ def without_library_frames(item: pytest.Item) -> None:
         return traceback.filter(lambda entry: not in_a_library(entry)) or traceback
 
     item._traceback_filter = ours  # type: ignore[attr-defined]
+
+
+class StubReports:
+    """A failure that reached a starter's stub is reported as where the stub is, in one line
+    (see the wrapper below). Its report is made here, so that pytest does not first format a
+    traceback no one will see: a parse of the test file per frame, most of a starter's run."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> pytest.TestReport | None:
+        if (
+            item.config.getoption("solution")
+            or step_of(item.path) is None
+            or stub_reached(call.excinfo) is None
+        ):
+            return None  # pytest makes the report
+        sections = [
+            (f"Captured {key} {when}", content) for when, key, content in item._report_sections
+        ]
+        return pytest.TestReport(
+            item.nodeid,
+            item.location,
+            dict.fromkeys(item.keywords, 1),
+            "failed",
+            str(call.excinfo.value) if call.excinfo else "",
+            call.when,
+            sections,
+            call.duration,
+            call.start,
+            call.stop,
+            item.user_properties,
+        )
 
 
 @pytest.hookimpl(wrapper=True)
