@@ -131,6 +131,10 @@ def stop(root: Path) -> None:
         connection.connect(str(path))
         socket.send_fds(connection, [b'{"stop": true}'], [])
         connection.recv(16)
+    for process in [p for p in _started if p.args[-1] == str(root)]:  # type: ignore[index]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)  # started by this process: it is its to collect
+            _started.remove(process)
 
 
 def toolkit_state() -> list[tuple[str, float]]:
