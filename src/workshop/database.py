@@ -368,14 +368,17 @@ async def fingerprint(url: URL) -> str:
     """The database's fingerprint (see FINGERPRINT), and its Alembic revision if it has one."""
     connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
     try:
-        found = await connection.fetchval(FINGERPRINT)
-        if await connection.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
-            found += ":" + ",".join(
-                sorted(r[0] for r in await connection.fetch("TABLE public.alembic_version"))
-            )
-        return str(found)
+        return await _fingerprint(connection)
     finally:
         await connection.close()
+
+
+async def _fingerprint(connection: asyncpg.Connection) -> str:
+    found = await connection.fetchval(FINGERPRINT)
+    if await connection.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
+        revisions = await connection.fetch("TABLE public.alembic_version")
+        found += ":" + ",".join(sorted(r[0] for r in revisions))
+    return str(found)
 
 
 async def take_ready_database(server: URL, kind: str, name: str) -> str | None:
@@ -398,42 +401,34 @@ async def take_ready_database(server: URL, kind: str, name: str) -> str | None:
         await connection.close()
 
 
-async def _truncate(url: URL) -> None:
+async def _truncate(connection: asyncpg.Connection) -> None:
     """Remove every row a test run wrote (a fresh migrated database has none)."""
-    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
-    try:
-        tables = await connection.fetchval(
-            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )
-        if tables:
-            await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    finally:
-        await connection.close()
+    tables = await connection.fetchval(
+        "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
+        "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    )
+    if tables:
+        await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
-async def _empty_public(url: URL) -> None:
+async def _empty_public(connection: asyncpg.Connection) -> None:
     """Make the database again as CREATE DATABASE makes it (PostgreSQL 15 and later): `public`
     empty, as template1 has it; the database ours, with none of the privileges a step's
     migrations granted on it (step 05's roles)."""
-    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
-    try:
-        await connection.execute(
-            "DROP SCHEMA IF EXISTS public CASCADE; "
-            "CREATE SCHEMA public AUTHORIZATION pg_database_owner; "
-            "GRANT USAGE ON SCHEMA public TO PUBLIC; "
-            "COMMENT ON SCHEMA public IS 'standard public schema'"
-        )
-        name = await connection.fetchval("SELECT current_database()")
-        await connection.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
-        grantees = await connection.fetch(
-            "SELECT DISTINCT a.grantee::regrole::text FROM pg_database, aclexplode(datacl) a "
-            "WHERE datname = current_database() AND a.grantee NOT IN (0, datdba)"
-        )
-        for (grantee,) in grantees:
-            await connection.execute(f'REVOKE ALL ON DATABASE "{name}" FROM {grantee}')
-    finally:
-        await connection.close()
+    await connection.execute(
+        "DROP SCHEMA IF EXISTS public CASCADE; "
+        "CREATE SCHEMA public AUTHORIZATION pg_database_owner; "
+        "GRANT USAGE ON SCHEMA public TO PUBLIC; "
+        "COMMENT ON SCHEMA public IS 'standard public schema'"
+    )
+    name = await connection.fetchval("SELECT current_database()")
+    await connection.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
+    grantees = await connection.fetch(
+        "SELECT DISTINCT a.grantee::regrole::text FROM pg_database, aclexplode(datacl) a "
+        "WHERE datname = current_database() AND a.grantee NOT IN (0, datdba)"
+    )
+    for (grantee,) in grantees:
+        await connection.execute(f'REVOKE ALL ON DATABASE "{name}" FROM {grantee}')
 
 
 async def hand_back_database(
@@ -443,14 +438,19 @@ async def hand_back_database(
     made (`expected`: its fingerprint then) and fewer than `keep` of its kind are ready; else
     drop it. A migrated database loses its rows; an empty one (as CREATE DATABASE makes it)
     gets `public` anew."""
-    url = server.set(database=name)
     try:
-        if migrated:
-            await _truncate(url)
-        alike = await fingerprint(url) == expected
-        if not alike and not migrated:
-            await _empty_public(url)
-            alike = await fingerprint(url) == expected
+        connection = await asyncpg.connect(
+            libpq_dsn(server.set(database=name)), timeout=CONNECT_TIMEOUT
+        )
+        try:
+            if migrated:
+                await _truncate(connection)
+            alike = await _fingerprint(connection) == expected
+            if not alike and not migrated:
+                await _empty_public(connection)
+                alike = await _fingerprint(connection) == expected
+        finally:
+            await connection.close()
     except asyncpg.PostgresError:
         alike = False
     connection = await asyncpg.connect(libpq_dsn(server), timeout=CONNECT_TIMEOUT)

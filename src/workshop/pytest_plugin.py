@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import sysconfig
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -333,64 +333,60 @@ class TestDatabases:
     def keeps_ready(self) -> bool:
         return self.server is not None and self.server.source == "embedded"
 
-    def database(self, key: Path, label: str, kind: str) -> tuple[str, bool]:
-        """A database of this kind for `key`: its name, and whether it is new (to be made
-        ready, then `made_ready`) rather than taken ready."""
+    def database(
+        self, key: Path, label: str, kind: str, prepare: Callable[[str], None] | None = None
+    ) -> str:
+        """A database of this kind for `key`: one taken ready, else a new one that `prepare`
+        (given its URL) makes what its kind is, its fingerprint then remembered."""
         assert self.server is not None
         name = test_database_name(label)
-        taken = None
-        if self.keeps_ready:
-            taken = run_sync(take_ready_database(self.server.url, kind, name))
-        if taken is None:
-            run_sync(create_database(self.server.url, name))
-        else:
+        self.names[key] = name  # dropped at the end, even if making it fails half-way
+        taken = (
+            run_sync(take_ready_database(self.server.url, kind, name)) if self.keeps_ready else None
+        )
+        if taken is not None:
             self.ready[name] = (kind, taken)
-        self.names[key] = name
-        return name, taken is None
-
-    def made_ready(self, name: str, kind: str) -> None:
-        """The new database is as its kind makes it: remember its fingerprint."""
-        assert self.server is not None
+            return name
+        run_sync(create_database(self.server.url, name))
+        if prepare is not None:
+            prepare(self.url(name))
         if self.keeps_ready:
             self.ready[name] = (kind, run_sync(fingerprint(self.server.database_url(name))))
+        return name
 
     def url_for(self, step: Step) -> str:
         self.connect()
-        assert self.server is not None
         if step.dir in self.broken:
             pytest.fail(f"The step's migrations failed: {self.broken[step.dir]}", pytrace=False)
-        if step.dir not in self.names:
-            if not step.has_migrations:
-                name, new = self.database(step.dir, step.number, "empty")
-                if new:
-                    self.made_ready(name, "empty")
-                return self.url(name)
-            kind = f"{step.number}_{migrations_digest(step, self.solution)}"
-            name, new = self.database(step.dir, step.number, kind)
-            if new:
-                # Imported here: Alembic costs a third of a second, and steps 01-02 have none.
-                from .migrations import Migrations
+        if step.dir in self.names:
+            return self.url(self.names[step.dir])
+        if not step.has_migrations:
+            return self.url(self.database(step.dir, step.number, "empty"))
+        kind = f"{step.number}_{migrations_digest(step, self.solution)}"
+        return self.url(
+            self.database(step.dir, step.number, kind, lambda url: self.migrate(step, url))
+        )
 
-                try:
-                    run_sync(Migrations(step, self.solution).upgrade(self.url(name)))
-                except Exception as exc:
-                    # Every test of the step gets the same clear failure, not a missing table.
-                    self.broken[step.dir] = f"{type(exc).__name__}: {exc}"
-                    raise
-                self.made_ready(name, kind)
-                if self.keeps_ready:
-                    # The kinds of migrations the step's packages no longer have: gone.
-                    kinds = {f"{step.number}_{migrations_digest(step, s)}" for s in (False, True)}
-                    run_sync(drop_ready_databases(self.server.url, f"{step.number}_", kinds))
-        return self.url(self.names[step.dir])
+    def migrate(self, step: Step, url: str) -> None:
+        """Run the step's migrations on a new database of it."""
+        # Imported here: Alembic costs a third of a second, and steps 01-02 have none.
+        from .migrations import Migrations
+
+        assert self.server is not None
+        try:
+            run_sync(Migrations(step, self.solution).upgrade(url))
+        except Exception as exc:
+            # Every test of the step gets the same clear failure, not a missing table.
+            self.broken[step.dir] = f"{type(exc).__name__}: {exc}"
+            raise
+        if self.keeps_ready:
+            # The ready databases of migrations the step's packages no longer have: gone.
+            kinds = {f"{step.number}_{migrations_digest(step, s)}" for s in (False, True)}
+            run_sync(drop_ready_databases(self.server.url, f"{step.number}_", kinds))
 
     def new_database(self, label: str) -> str:
         """Another throwaway database, empty; handed back or dropped at the end like the others."""
-        key = self.root / f"{label}_{len(self.names)}"
-        name, new = self.database(key, label, "empty")
-        if new:
-            self.made_ready(name, "empty")
-        return self.url(name)
+        return self.url(self.database(self.root / f"{label}_{len(self.names)}", label, "empty"))
 
     def url(self, name: str) -> str:
         assert self.server is not None

@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 IDLE_SECONDS = 20 * 60
@@ -241,20 +240,6 @@ def run_command() -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """No warm process, for what must measure or test a check in a process of its own."""
-    before = os.environ.get(SWITCH)
-    os.environ[SWITCH] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[SWITCH]
-        else:
-            os.environ[SWITCH] = before
 
 
 if __name__ == "__main__":
