@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import sysconfig
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -68,7 +70,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own, which reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp is None:
+        # A base temporary folder of this run's own, not one under pytest-of-<user>: every
+        # pytest run of the user makes that one private again (mode 0700), which locks a
+        # test's embedded server, running as a user of its own under root, out of its data.
+        config.option.basetemp = tempfile.mkdtemp(prefix="pytest-workshop-")
+        config.add_cleanup(functools.partial(shutil.rmtree, config.option.basetemp, True))
     config.addinivalue_line("markers", "exercise(id): the test checks that exercise, e.g. '01.2'")
     config.stash[REPORT_KEY] = {}
     config.stash[FAILED_STEPS_KEY] = set()
