@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from workshop.course import WorkshopError
-from workshop.wrong_answers import Edit, WrongAnswer, apply
+from workshop.checks import TestOutcome
+from workshop.course import Course, WorkshopError
+from workshop.wrong_answers import Edit, Verdict, WrongAnswer, apply, problems
 
 SOLUTION = '''"""A module."""
 
@@ -76,3 +77,21 @@ def test_edits_may_reach_several_blocks_of_the_exercise() -> None:
     )
     changed = apply(wrong, SOLUTION, Path("crud.py"))
     assert changed is not None and "commit" not in changed.replace("add and commit", "")
+
+
+def test_an_accepted_variant_must_pass_and_a_wrong_answer_must_fail(course: Course) -> None:
+    step = course.step("01")
+    exercise = step.exercises[0].id
+    nodeid = f"steps/{step.name}/tests/test_x.py::test_y"
+
+    def verdict(outcome: str, accepted: str | None) -> Verdict:
+        wrong = WrongAnswer(exercise, "variant", "a mistake", code="pass", accepted=accepted)
+        return Verdict(step, wrong, [TestOutcome(nodeid, outcome, (exercise,), None)])
+
+    def complaints(outcome: str, accepted: str | None) -> list[str]:
+        return [p for p in problems(step, [verdict(outcome, accepted)]) if "variant" in p]
+
+    assert complaints("failed", None) == []
+    assert complaints("passed", "fine because") == []
+    assert "passes every test" in complaints("passed", None)[0]
+    assert "is accepted (fine because), yet fails" in complaints("failed", "fine because")[0]

@@ -18,6 +18,8 @@ or, to change a few lines of the reference instead of writing the block out agai
     new = "await session.flush()"
 
 and `imports = ["from sqlalchemy import Float"]` where it needs a name the file does not import.
+A shortcut judged *not* wrong stays in the catalogue with `accepted = "why it is fine"`: the
+exercise's tests must pass on it, so the decision is on record and proven.
 
 Each wrong answer replaces the exercise's marked block (the `block`-th one, from 1, when the
 exercise has several; `block = [1, 2]` lets its edits reach both) in a copy of the solution.
@@ -63,25 +65,29 @@ class WrongAnswer:
     block: int | list[int] = 1
     # Import lines the wrong answer needs, added after the file's own imports.
     imports: list[str] = field(default_factory=list)
+    # Why this variant is *not* a wrong answer: then the exercise's tests must pass on it.
+    accepted: str | None = None
 
     @property
     def label(self) -> str:
         return f"{self.exercise} {self.name}"
 
 
-def catalogue(step: Step) -> list[WrongAnswer]:
-    """The step's wrong answers, in file order ([] when it has no catalogue)."""
+def catalogue(step: Step, exercise: str | None = None) -> list[WrongAnswer]:
+    """The step's wrong answers (only `exercise`'s, when given), in file order ([] when it has
+    no catalogue)."""
     path = step.dir / CATALOGUE
     if not path.is_file():
         return []
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return [
+        every = [
             WrongAnswer(**{**entry, "edit": [Edit(**e) for e in entry.get("edit", [])]})
             for entry in data.get("wrong", [])
         ]
     except (tomllib.TOMLDecodeError, TypeError) as exc:
         raise WorkshopError(f"{path} cannot be read: {exc}") from None
+    return [w for w in every if exercise in (None, w.exercise)]
 
 
 def apply(wrong: WrongAnswer, text: str, path: Path) -> str | None:
@@ -184,14 +190,18 @@ def run_catalogue(
     env: Mapping[str, str] | None = None,
     *,
     processes: int = 4,
+    exercises: set[str] | None = None,
 ) -> list[Verdict]:
     """Every wrong answer of these steps, each in its own copy, against its exercise's tests
-    only; the copies run in `processes` pytest processes side by side."""
+    only (of `exercises` only, when given); the copies run in `processes` pytest processes side
+    by side."""
     shutil.copy(course.root / "pyproject.toml", scratch)
     cases: list[tuple[Step, WrongAnswer, Step]] = []
     broken: list[Verdict] = []
     for step in steps:
         for index, wrong in enumerate(catalogue(step), start=1):
+            if exercises and wrong.exercise not in exercises:
+                continue
             try:
                 cases.append((step, wrong, copy_for(step, wrong, index, scratch / "steps")))
             except WorkshopError as exc:
@@ -221,7 +231,7 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
     found = []
     mine = [v for v in verdicts if v.step == step]
     for exercise in step.exercises:
-        count = sum(1 for v in mine if v.wrong.exercise == exercise.id)
+        count = sum(1 for w in catalogue(step, exercise.id) if w.accepted is None)
         if count < AT_LEAST:
             found.append(
                 f"{step.name}: exercise {exercise.id} has {count} wrong answer(s) in "
@@ -235,6 +245,12 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
             found.append(f"{where} names an exercise the step does not have")
         elif not verdict.tests:
             found.append(f"{where}: no test of its exercise ran")
+        elif verdict.wrong.accepted is not None:
+            if verdict.caught_by:
+                found.append(
+                    f"{where} is accepted ({verdict.wrong.accepted}), yet fails "
+                    + ", ".join(verdict.caught_by)
+                )
         elif not verdict.caught_by:
             found.append(f"{where} passes every test of its exercise ({verdict.wrong.mistake})")
     return found
