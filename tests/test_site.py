@@ -6,12 +6,15 @@ and installs it, so there they fail instead."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import queue
 import re
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -19,11 +22,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from workshop.course import Course
+from workshop.course import Course, Step
+from workshop.database import Server
+
+from .faults import serve_step
 
 SCREENSHOTS = Path("build") / "site-screenshots"
 INSTALL = "sudo apt-get install chromium"
@@ -288,3 +295,61 @@ def test_dark_mode_switches(tab: Tab) -> None:
     tab.page.locator("label.md-header__button[title='Light mode']").click()
     tab.page.wait_for_function(f"{scheme} === 'default'", timeout=5_000)
     assert not tab.problems, tab.problems
+
+
+@contextmanager
+def served_in_background(step: Step, server: Server) -> Iterator[str]:
+    """The step's reference under uvicorn (tests/faults.py), kept up by an event loop in a
+    thread of its own while the sync browser works; yields its base URL."""
+    ready: queue.Queue[str | BaseException] = queue.Queue()
+    done = threading.Event()
+
+    async def serve() -> None:
+        try:
+            async with serve_step(step, server) as served:
+                ready.put(served.base_url)
+                await asyncio.to_thread(done.wait)
+        except BaseException as exc:  # handed to the test, which raises it
+            ready.put(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    started = ready.get(timeout=120)
+    try:
+        if isinstance(started, BaseException):
+            raise started
+        yield started
+    finally:
+        done.set()
+        thread.join(timeout=60)
+
+
+@pytest.mark.exhaustive  # a browser: CI runs it (`uv run pytest -m exhaustive`)
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05"])
+def test_a_steps_docs_page_renders_its_operations_offline(
+    browser: Browser, course: Course, server: Server, number: str
+) -> None:
+    """The page a learner opens most, `/docs`, with no network: Swagger UI comes from the
+    app itself (fastapi-offline), not a CDN, and draws every operation of the schema."""
+    with served_in_background(course.step(number), server) as base_url:
+        schema = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
+        operations = sum(
+            1
+            for methods in schema["paths"].values()
+            for method in methods
+            if method in {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            tab = Tab(context.new_page(), f"{base_url}/")
+            tab.watch()
+            tab.open("docs")
+            tab.page.wait_for_function(
+                "n => document.querySelectorAll('.opblock').length === n",
+                arg=operations,
+                timeout=15_000,
+            )
+            assert not tab.page.locator(".errors-wrapper").count(), "Swagger UI shows errors"
+            assert not tab.problems, tab.problems
+        finally:
+            context.close()
