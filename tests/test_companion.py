@@ -324,3 +324,27 @@ def test_a_warm_process_gives_the_verdict_a_new_process_gives(
             time.sleep(0.1)
     finally:
         warm.stop(copy.root)
+
+
+def test_the_check_that_starts_the_warm_process_ends_without_a_warning(copy: Course) -> None:
+    """The first check starts the warm process, which runs on: no "subprocess ... is still
+    running" ResourceWarning may follow the check's last line, where it reads like a crash."""
+    command = [sys.executable, "-X", "dev", "-m", "workshop", "check", "01"]
+    try:
+        first = subprocess.run(command, cwd=copy.root, capture_output=True, text=True)
+        assert first.returncode == 1 and "Next: exercise 01.1" in first.stdout
+        assert "ResourceWarning" not in first.stderr, first.stderr
+        deadline = time.monotonic() + 60  # it was started (else there was nothing to warn of)
+        while not warm.answering(copy.root):
+            assert time.monotonic() < deadline, "the check started no warm process"
+            time.sleep(0.1)
+    finally:
+        warm.stop(copy.root)
+
+
+def test_the_hint_shown_first_fits_the_failing_check(course: Course) -> None:
+    """05.1's event-loop check fails on a hash run in the loop: the hint on threads comes first."""
+    exercise = course.step("05").exercise("05.1")
+    assert exercise.hint_fitting("test_hashing_leaves_the_event_loop_free") == exercise.hints[1]
+    assert exercise.hint_fitting("test_hash_is_argon2id_and_verifies[x]") == exercise.hints[0]
+    assert exercise.hint_fitting(None) == exercise.hints[0]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from workshop.database import Server, libpq_dsn
-from workshop.pytest_plugin import settle_blame
+from workshop.pytest_plugin import raised_in, settle_blame
 
 PYPROJECT = """
 [tool.pytest.ini_options]
@@ -189,3 +192,65 @@ def test_a_failure_is_blamed_on_what_is_really_missing() -> None:
     entries["05.3 alone"]["outcome"] = "failed"
     settle_blame(entries)
     assert entries["both"]["blame"] == "05.3"  # the first that is surely unfinished
+
+
+CRASHING = """
+from pydantic import BaseModel, ConfigDict
+
+
+def owned_by(owner):
+    # EXERCISE 05.4: keep only the owner's items
+    return owner.items
+    # END EXERCISE
+
+
+def listing(owner):
+    # EXERCISE 05.3: the current user
+    user = owner
+    # END EXERCISE
+    return owned_by(user)
+
+
+class ItemPublic(BaseModel):
+    id: int
+    # EXERCISE 03.4: read from the ORM object
+    model_config = ConfigDict(from_attributes=False)
+    # END EXERCISE
+"""
+
+
+def test_a_crash_is_blamed_on_the_exercise_whose_code_raised_it(tmp_path: Path) -> None:
+    """Whatever exercise the failing test checks: the innermost exercise block of the step's
+    package in the traceback, or the block inside the model a ValidationError names."""
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "crud.py").write_text(CRASHING)
+    module = load_module(package / "crud.py")
+    with pytest.raises(AttributeError) as crash:
+        module.listing(None)  # raised by 05.4's line, called from 05.3's block
+    assert raised_in(crash, package) == "05.4"
+    with pytest.raises(ValidationError) as invalid:
+        module.ItemPublic.model_validate(object())
+    assert raised_in(invalid, package) == "03.4"
+    with pytest.raises(ZeroDivisionError) as elsewhere:
+        _ = 1 / 0  # not the step's code: the other rules decide
+    assert raised_in(elsewhere, package) is None
+    entries = {
+        "05.3's test": {
+            "outcome": "failed",
+            "exercises": ["05.3"],
+            "stub": None,
+            "raised_in": "05.4",
+            "blame": None,
+        }
+    }
+    settle_blame(entries)
+    assert entries["05.3's test"]["blame"] == "05.4"
+
+
+def load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"crashing_{id(path)}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -173,13 +173,16 @@ def check_and_say(
         if where is not None:
             place = f"{relative(where.path, course.root)}:{where.line}"
             console.print(f"  {place}  {where.instruction}", soft_wrap=True, markup=False)
+        test_name = None
         if (failure := report.first_failure(exercise)) is not None:
             # What the first failing check says: the real cause, before any hint.
             name = failure.nodeid.split("/tests/", 1)[-1]
+            test_name = name.rsplit("::", 1)[-1]
             console.print(f"  Failing: tests/{name}", soft_wrap=True, markup=False)
             if failure.reason:
                 console.print(f"    {failure.reason}", soft_wrap=True, markup=False)
-        console.print(f"  Hint: {exercise.hints[0]}", soft_wrap=True, markup=False)
+        hint = exercise.hint_fitting(test_name)
+        console.print(f"  Hint: {hint}", soft_wrap=True, markup=False)
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
         console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
     return 1

@@ -39,7 +39,7 @@ from .database import (
     test_database_name,
 )
 from .loader import load_package
-from .starter import STUB_MESSAGE
+from .starter import STUB_MESSAGE, exercise_at, exercise_in_class
 from .testing import serve
 
 if TYPE_CHECKING:
@@ -196,6 +196,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "exercises": sorted(exercise_ids(item)),
             "blame": None,
             "stub": None,
+            "raised_in": None,
             "reason": None,
         },
     )
@@ -208,8 +209,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.config.stash[FAILED_STEPS_KEY].add(failed_step.dir)
     entry["stub"] = entry["stub"] or stub_reached(call.excinfo)
     entry["reason"] = entry["reason"] or one_line(call.excinfo)
-    settle_blame(entries)
     step = step_of(item.path)
+    if step is not None and entry["raised_in"] is None:
+        package = step.package_dir(solution=item.config.getoption("solution"))
+        entry["raised_in"] = raised_in(call.excinfo, package)
+    settle_blame(entries)
     if item.config.getoption("solution") or step is None:
         return report
     if entry["stub"] is not None and call.excinfo is not None:
@@ -238,10 +242,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def settle_blame(entries: dict[str, dict[str, Any]]) -> None:
-    """Blame each failure on one exercise: the one whose stub it reached; else, for a test of
-    several exercises, the first of them that fails a test of its own alone (it is surely
-    unfinished); else the last of them (a test of several checks the last, which needs the
-    earlier ones). Settled again after each failure, as later tests tell more."""
+    """Blame each failure on one exercise: the one whose stub it reached; else the one whose
+    code raised it (whatever exercise the test checks: a crash in 05.4's code is 05.4's to
+    fix); else, for a test of several exercises, the first of them that fails a test of its
+    own alone (it is surely unfinished); else the last of them (a test of several checks the
+    last, which needs the earlier ones). Settled again after each failure, as later tests
+    tell more."""
     alone = {
         e["exercises"][0]
         for e in entries.values()
@@ -251,8 +257,10 @@ def settle_blame(entries: dict[str, dict[str, Any]]) -> None:
         if entry["outcome"] != "failed":
             continue
         exercises = entry["exercises"]
-        entry["blame"] = entry["stub"] or next(
-            (x for x in exercises if x in alone), max(exercises, default=None)
+        entry["blame"] = (
+            entry["stub"]
+            or entry.get("raised_in")
+            or next((x for x in exercises if x in alone), max(exercises, default=None))
         )
 
 
@@ -262,6 +270,23 @@ def one_line(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
         return None
     message = str(excinfo.value).strip().splitlines()
     return f"{excinfo.typename}: {message[0]}" if message else excinfo.typename
+
+
+def raised_in(excinfo: pytest.ExceptionInfo[BaseException] | None, package: Path) -> str | None:
+    """The exercise whose code raised this failure: the innermost frame in the step's package
+    that lies in an exercise block; for a pydantic ValidationError, which names a model and
+    not a line, the exercise block inside that model's class."""
+    if excinfo is None:
+        return None
+    for frame in reversed(excinfo.traceback):
+        path = Path(frame.path)
+        inside = path.suffix == ".py" and path.is_relative_to(package)
+        if inside and (found := exercise_at(path, frame.lineno + 1)):
+            return found
+    title = getattr(excinfo.value, "title", None)
+    if excinfo.typename == "ValidationError" and isinstance(title, str):
+        return exercise_in_class(package, title)
+    return None
 
 
 def stub_reached(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:

@@ -13,6 +13,8 @@ Lines of the docs' section markers (`# --8<--`) are left out of the starter.
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +121,42 @@ def markers(step: Step, *, solution: bool = False) -> list[Marker]:
         if not SKIP_PARTS.intersection(path.parts):
             found.extend(find_markers(path.read_text(encoding="utf-8"), path))
     return found
+
+
+def exercise_blocks(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """The exercise blocks of a step's module: (id, first line, last line), 1-based, markers
+    included."""
+    return _blocks(path, path.stat().st_mtime_ns)
+
+
+@functools.cache  # per version of the file: a failing test asks for each of its frames
+def _blocks(path: Path, _version: int) -> tuple[tuple[str, int, int], ...]:
+    blocks: list[tuple[str, int, int]] = []
+    opened: tuple[str, int] | None = None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if match := START.match(line):
+            opened = (match["id"], number)
+        elif END.match(line) and opened is not None:
+            blocks.append((opened[0], opened[1], number))
+            opened = None
+    return tuple(blocks)
+
+
+def exercise_at(path: Path, line: int) -> str | None:
+    """The exercise whose block holds that line of a step's module, if any."""
+    return next((id_ for id_, first, last in exercise_blocks(path) if first <= line <= last), None)
+
+
+def exercise_in_class(package_dir: Path, name: str) -> str | None:
+    """The exercise whose block lies in the class of that name in a step's package: a
+    pydantic ValidationError names the model, not a line."""
+    for path in package_files(package_dir):
+        if path.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                end = node.end_lineno or node.lineno
+                for id_, first, _ in exercise_blocks(path):
+                    if node.lineno <= first <= end:
+                        return id_
+    return None

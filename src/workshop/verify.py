@@ -101,6 +101,10 @@ def exercise_problems(step: Step, report: StepReport) -> list[str]:
             problems.append(f"{where} has an empty hint")
         if not report.tests_of(exercise):
             problems.append(f"{where} has no test")
+        names = {t.nodeid.rsplit("::", 1)[-1].split("[")[0] for t in report.tests_of(exercise)}
+        for test, number in exercise.hint_for.items():
+            if test not in names or not 1 <= number <= len(exercise.hints):
+                problems.append(f"{where}: hint_for names {test} = {number}, not its test or hint")
         if f"{{ #{exercise.anchor} }}" not in docs:
             problems.append(f"{where} has no section in {step.docs_page.name}")
     problems += [

@@ -18,6 +18,7 @@ knows whether a warm process will answer.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import json
@@ -97,7 +98,6 @@ def start(root: Path) -> None:
     path = socket_path(root)
     if not usable() or len(str(path)) > 100 or answering(root):  # a socket's path is short
         return
-    # Kept: it runs on after this process, on purpose (Python warns of a Popen dropped early).
     _started.append(
         subprocess.Popen(
             [sys.executable, "-m", "workshop.warm", str(root)],
@@ -111,6 +111,16 @@ def start(root: Path) -> None:
 
 
 _started: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _let_go() -> None:
+    """The warm process runs on after this one, on purpose: let it go without Python's
+    "subprocess ... is still running" warning, which would read like a crash after a check's
+    last line (a Popen warns when it is dropped with no exit status)."""
+    for process in _started:
+        if process.poll() is None:
+            process.returncode = 0
 
 
 def answering(root: Path) -> bool:
