@@ -162,7 +162,7 @@ def migrate(migrations: Migrations, url: str, target: StepDatabase) -> None:
 
     number = migrations.step.number
     try:
-        database.run_sync(migrations.upgrade(url))
+        changed = database.run_sync(migrations.upgrade(url))
     except CommandError as exc:  # a revision this step does not know: a later step's
         raise WorkshopError(unknown_schema_message(target, migrations.step, exc)) from exc
     except (SQLAlchemyError, asyncpg.PostgresError) as exc:
@@ -172,7 +172,8 @@ def migrate(migrations: Migrations, url: str, target: StepDatabase) -> None:
             "create roles (`workshop doctor` checks the server)."
         ) from exc
     where = target.name if target.own else "the database"
-    console.print(f"Migrated {where} to step {number}'s latest revision.")
+    if changed:  # going back to a step finds its database as it was left: nothing to say
+        console.print(f"Migrated {where} to step {number}'s latest revision.")
 
 
 # -- the database ---------------------------------------------------------------------------

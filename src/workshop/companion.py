@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import cli, database, progress, starter, verify, warm, wrong_answers
-from .checks import run_checks
+from .checks import StepReport, run_checks
 from .cli import COMMAND, LEARN, TEACH, TOOLS, app, command, console, errors, relative
 from .course import Course, Exercise, Step, UnknownName, WorkshopError
 from .generate import DIFF_NAME
@@ -147,7 +147,7 @@ def check_and_say(
         report = run_checks(chosen, solution=solution, in_process=in_process)
     if not solution:
         progress.remember(course, chosen, report=report)
-    table = Table(title=f"Step {chosen.name}")
+    table = Table(title=f"Step {chosen.name}", caption=counted(report), caption_justify="left")
     for column in ("exercise", "title", "checks"):
         table.add_column(column)
     for exercise in chosen.exercises:
@@ -186,6 +186,19 @@ def check_and_say(
         console.print(f"  Docs: {relative(chosen.docs_page, course.root)}#{exercise.anchor}")
         console.print(f"  More hints: {COMMAND} hint {exercise.id}", soft_wrap=True)
     return 1
+
+
+def counted(report: StepReport) -> str:
+    """Why the rows do not add up to pytest's count: it says so under the table."""
+    tests = report.tests
+    failed = sum(t.outcome == "failed" for t in tests)
+    shared = sum(len(t.exercises) > 1 for t in tests)
+    others = sum(not t.exercises for t in tests)
+    return (
+        f"{len(tests)} checks, as pytest counts them ({failed} failing): {others} check what "
+        f"the step had before its exercises, and {shared} check two exercises or more and "
+        "count in each of their rows."
+    )
 
 
 def hints_path(course: Course) -> Path:

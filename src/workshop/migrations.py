@@ -74,16 +74,19 @@ class Migrations:
         app_url = make_url(url).set(username=roles[1], password=password)
         return app_url.render_as_string(hide_password=False)
 
-    async def upgrade(self, url: str, revision: str = "head") -> None:
+    async def upgrade(self, url: str, revision: str = "head") -> bool:
+        """Upgrade the database to `revision`; whether there was anything to do."""
         config = self.config()
         if (roles := self.roles()) is not None:
             await provision_roles(make_url(url), owner=roles[0], app=roles[1])
 
-        def upgrade(connection: Connection) -> None:
+        def upgrade(connection: Connection) -> bool:
+            before = MigrationContext.configure(connection).get_current_heads()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            return MigrationContext.configure(connection).get_current_heads() != before
 
-        await self._run(url, upgrade)
+        return bool(await self._run(url, upgrade))
 
     async def downgrade(self, url: str, revision: str = "base") -> None:
         config = self.config()
