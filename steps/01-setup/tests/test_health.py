@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -130,6 +131,84 @@ async def test_health_answers_503_on_a_wrong_database(pkg: ModuleType, database_
         response = await client.get("/health")
     assert response.status_code == 503
     assert "no_such_database" not in response.text
+
+
+async def busy_processes(database_url: str, application_name: str) -> list[int]:
+    """The server processes of connections named `application_name` that are running a query."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = $1 AND state = 'active'"
+        )
+        return [row["pid"] for row in await connection.fetch(query, application_name)]
+    finally:
+        await connection.close()
+
+
+async def end_processes(database_url: str, pids: list[int]) -> None:
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        query = "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid"
+        await connection.execute(query, pids)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.exercise("01.3")
+@pytest.mark.parametrize("drop", ["ended-by-the-server", "cut-by-the-network"])
+async def test_health_answers_503_when_the_connection_drops_mid_query(
+    pkg: ModuleType, database_url: str, drop: str
+) -> None:
+    """The connection drops while the server runs the query: PostgreSQL ends it (a restart, a
+    failover, pg_terminate_backend) or the network between app and server cuts it. asyncpg
+    raises ConnectionDoesNotExistError, one of its PostgresErrors: the database went away
+    mid-check, a 503 like a refused connection, whatever the class's name."""
+    name = "workshop-health-drop"
+    target = make_url(database_url).update_query_dict({"application_name": name})
+    # The query reaches the server as a slow one (the same length): the drop comes mid-query.
+    slow = {b"SHOW server_version": b"SELECT pg_sleep(30)"}
+    async with TcpProxy(target, to_server=slow) as proxy:
+        app = pkg.main.create_app(pkg.config.Settings(database_url=proxy.url))
+        async with serve(app, raise_app_exceptions=False) as client:
+            request = asyncio.create_task(client.get("/health"))
+            pids = await eventually(
+                lambda: busy_processes(database_url, name), lambda found: found or request.done()
+            )
+            try:
+                if not pids:
+                    status = (await request).status_code
+                    pytest.fail(f"/health answered {status} before its query reached the server")
+                if drop == "cut-by-the-network":
+                    await proxy.stop()
+            finally:
+                # The server's process: ended now, or (network cut) left sleeping until now.
+                await end_processes(database_url, pids)
+            response = await asyncio.wait_for(request, timeout=10)
+    assert response.status_code == 503, "a connection that dropped mid-query is not a 503"
+    assert response.json() == {"status": "unavailable", "postgres": None}
+
+
+@pytest.mark.exercise("01.3")
+async def test_health_answers_503_when_asyncpg_cannot_connect_as_configured(
+    pkg: ModuleType, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DATABASE_URL asks asyncpg to check the server's certificate (sslmode=verify-full), and
+    the CA certificate to check it with is not there: a deployment that forgot to mount it.
+    asyncpg refuses to connect with an InterfaceError, neither an OSError nor a PostgresError.
+    The app cannot reach its database: a 503 and a warning, as for a wrong password."""
+    # An empty home: no ~/.postgresql/root.crt (%APPDATA%\postgresql on Windows).
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("APPDATA", str(tmp_path))
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    url = make_url(database_url).update_query_dict({"sslmode": "verify-full"})
+    app = pkg.main.create_app(pkg.config.Settings(database_url=url.render_as_string(False)))
+    async with serve(app, raise_app_exceptions=False) as client:
+        response = await client.get("/health")
+    assert response.status_code == 503, (
+        "asyncpg's InterfaceError (it cannot connect as configured) is not a 503"
+    )
+    assert response.json() == {"status": "unavailable", "postgres": None}
 
 
 @pytest.mark.exercise("01.3")

@@ -120,3 +120,23 @@ def test_database_url_must_be_postgresql(pkg: ModuleType, url: str) -> None:
     assert SECRET not in message  # the error names the field, never the URL
     # ...and says what a good one looks like, whatever was wrong with this one.
     assert "postgresql" in message.split("database_url", 1)[1].lower()
+
+
+@pytest.mark.exercise("01.2")
+def test_database_url_is_checked_under_python_O(pkg: ModuleType) -> None:
+    """`python -O` (or PYTHONOPTIMIZE=1, which some container images set) removes every
+    `assert` from the code it runs: a check written as one lets mysql:// through, rewritten
+    to asyncpg. Here config.py is compiled as -O compiles it."""
+    path = Path(pkg.config.__file__)
+    optimized = ModuleType(pkg.config.__name__)
+    optimized.__package__ = pkg.__name__
+    exec(compile(path.read_text(encoding="utf-8"), path, "exec", optimize=1), vars(optimized))
+    for url in (f"mysql://app:{SECRET}@db/shop", f"postgresql+psycopg2://app:{SECRET}@db/shop"):
+        try:
+            optimized.Settings(database_url=url)
+        except ValidationError:
+            continue
+        pytest.fail(
+            f"Under python -O, {url.split(':')[0]}:// is accepted: asserts are removed there. "
+            "Refuse it with `if ...: raise ValueError(...)`."
+        )
