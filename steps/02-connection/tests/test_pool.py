@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from workshop.testing import TcpProxy, eventually, serve
 
@@ -24,18 +25,39 @@ CountConnections = Callable[[str], Awaitable[int]]
 
 
 @pytest.mark.exercise("02.1")
-async def test_engine_is_built_from_the_settings(pkg: ModuleType, settings: Any) -> None:
+async def test_engine_is_built_from_the_settings(
+    pkg: ModuleType,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The engine takes the settings' values, and adds nothing they do not ask for:
+
+    - no echo=True, which logs every statement with its parameters to stdout: a line per query
+      written from the event loop, and every customer's email and address in the logs;
+    - no AUTOCOMMIT, where each statement is committed as it runs: a request that fails
+      halfway would leave its first writes in the database, and no rollback undoes them.
+    """
     custom = settings.model_copy(
         update={"pool_size": 3, "pool_timeout": 4.5, "statement_timeout": 1.5, "app_name": "x1"}
     )
     engine: AsyncEngine = pkg.db.create_engine(custom)
+    email = "customer.4417@example.com"
     try:
         assert (engine.pool.size(), engine.pool.timeout()) == (3, 4.5)
         async with engine.connect() as connection:
             assert await connection.scalar(text("SHOW statement_timeout")) == "1500ms"
             assert await connection.scalar(text("SHOW application_name")) == "x1"
+            await connection.scalar(text("SELECT CAST(:email AS text)"), {"email": email})
+            await connection.execute(text("CREATE TEMPORARY TABLE half_done (n int)"))
+            await connection.rollback()  # as when a request fails halfway
+            left = await connection.scalar(text("SELECT to_regclass('pg_temp.half_done')"))
     finally:
         await engine.dispose()
+    logged = [r for r in caplog.records if r.name.startswith("sqlalchemy")]
+    if logged or email in capsys.readouterr().out:
+        pytest.fail("The engine logs each statement and its parameters: leave echo off.")
+    assert left is None, "a rollback left the statements before it in place (autocommit?)"
 
 
 @pytest.mark.exercise("02.1")
@@ -229,6 +251,45 @@ async def test_the_session_is_closed_when_the_route_fails(
         assert app.state.engine.pool.checkedout() == 0
 
 
+class NoteBase(DeclarativeBase):
+    pass
+
+
+class Note(NoteBase):
+    """A row of a temporary table the test makes on its connection."""
+
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str]
+
+
+@pytest.mark.exercise("02.3")
+async def test_a_route_reads_what_it_committed(pkg: ModuleType, make_app: MakeApp) -> None:
+    """A route commits, then answers with what it wrote, as every create route of step 04
+    does. A session of the app's factory keeps the object's values (expire_on_commit=False);
+    a session made some other way forgets them at the commit, and reading one is a query that
+    async code cannot make unasked: MissingGreenlet, a 500 for a row that was saved."""
+    app = make_app(pool_size=1, max_overflow=0)
+
+    @app.post("/test/notes")
+    async def add_note(session: pkg.db.SessionDep) -> dict[str, str]:
+        await session.execute(
+            text("CREATE TEMPORARY TABLE IF NOT EXISTS notes (id int PRIMARY KEY, text text)")
+        )
+        note = Note(id=1, text="kept after the commit")
+        session.add(note)
+        await session.commit()
+        return {"text": note.text}
+
+    async with serve(app, raise_app_exceptions=False) as client:
+        response = await client.post("/test/notes")
+    assert response.status_code == 200, (
+        "reading an object after its commit failed: does the session come from the app's "
+        "factory (request.app.state.sessionmaker)?"
+    )
+    assert response.json() == {"text": "kept after the commit"}
+
+
 @pytest.mark.exercise("02.3")
 async def test_a_connection_that_breaks_after_the_route_is_done_fails_nothing(
     pkg: ModuleType, make_app: MakeApp, app_database_url: str
@@ -403,29 +464,30 @@ CLOSED_PORT_URL = "postgresql+asyncpg://app:s3cret@127.0.0.1:1/workshop"
 @pytest.mark.exercise("02.4")
 @pytest.mark.parametrize(
     ("pool_size", "max_overflow", "opened", "held"),
-    [(3, 2, 0, 4), (4, 3, 2, 1), (5, 1, 0, 0)],
-    ids=["in-overflow", "half-opened", "idle"],
+    [(3, 2, 4, 4), (3, 2, 5, 3), (4, 3, 2, 1), (5, 1, 0, 0)],
+    ids=["in-overflow", "overflow-given-back", "half-opened", "idle"],
 )
 async def test_health_db_reports_the_pools_figures(
     make_app: MakeApp, pool_size: int, max_overflow: int, opened: int, held: int
 ) -> None:
-    """The pool opens `opened` connections and gets them back, then the test holds `held`
-    while /health/db borrows one more (opening it if none is idle) and gives it back before
-    it reads the figures. Three states: a value typed in passes one of them at most."""
+    """The pool opens `opened` connections at once, and the test gives back all but `held`
+    of them; then /health/db borrows one more (opening it if none is idle) and gives it back
+    before it reads the figures. Given back, a connection opened in overflow stays open and
+    idle while the pool has room for it: overflow without a single request waiting. Four
+    states: a value typed in passes one of them at most."""
     app = make_app(pool_size=pool_size, max_overflow=max_overflow)
     async with serve(app) as client, AsyncExitStack() as holding:
         engine: AsyncEngine = app.state.engine
-        async with AsyncExitStack() as before:  # opened, then all given back
-            for _ in range(opened):
-                await before.enter_async_context(engine.connect())
-        for _ in range(held):
-            await holding.enter_async_context(engine.connect())
+        async with AsyncExitStack() as given_back:
+            for number in range(opened):
+                stack = holding if number < held else given_back
+                await stack.enter_async_context(engine.connect())
         response = await client.get("/health/db")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["postgres"]
-    # Connections the pool has opened: those before, those held, and /health/db's own when
-    # no idle one was left for it.
+    # Connections the pool has opened: the test's, and /health/db's own when no idle one was
+    # left for it.
     total = max(opened, held + 1)
     expected = {
         "size": pool_size,
