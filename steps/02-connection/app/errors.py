@@ -10,19 +10,25 @@ from sqlalchemy import exc
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's codes for "not now": a connection lost (class 08), a server shutting down,
-# too many connections.
+# PostgreSQL names each error with a SQLSTATE code; its first two characters are its class.
+# "Not now": a connection lost (class 08), a server shutting down or starting up, too many
+# connections.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# A transaction that lost a race with another: a serialization failure, a deadlock.
+# PostgreSQL rolled it back whole, so nothing of that transaction was written and the same
+# request again is likely to succeed.
+RETRY_SQLSTATES = ("40001", "40P01")
 # A statement cancelled by statement_timeout: the database is up, the query too slow.
 QUERY_CANCELED = "57014"
 
-# What "the database does not answer" looks like from the app: a refused or timed-out
-# connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
-# a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
-# half-way through a message (exc.InternalError: "another operation is in progress").
-# SQLAlchemy wraps the driver's errors in its own, except while it sets up a new connection
-# (the asyncpg dialect registers its JSON codecs): a server that closes the connection then
-# raises asyncpg's own errors, so they are here too.
+# What "the database does not answer" looks like from the app when PostgreSQL sent no code:
+# a refused or timed-out connection (OSError, TimeoutError), no free connection in the pool
+# (exc.TimeoutError), a connection that broke (exc.InterfaceError, exc.OperationalError), or
+# that a break left half-way through a message (asyncpg's InternalClientError, "another
+# operation is in progress", which SQLAlchemy calls an exc.InternalError). SQLAlchemy wraps
+# the driver's errors in its own, except while it sets up a new connection (the asyncpg
+# dialect registers its JSON codecs): a server that closes the connection then raises
+# asyncpg's own errors, so they are here too.
 DATABASE_DOWN = (
     OSError,
     TimeoutError,
@@ -50,13 +56,22 @@ def sqlstate(error: Exception) -> str | None:
 
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
-    if sqlstate(error) == QUERY_CANCELED:
+    code = sqlstate(error) or ""
+    if code == QUERY_CANCELED:
         # Retrying would only be as slow: a 504, and no Retry-After.
         logger.warning("statement timeout on %s", request.url.path)
         return JSONResponse({"detail": "The database took too long to answer."}, status_code=504)
-    down = isinstance(error, DATABASE_DOWN) or (sqlstate(error) or "").startswith(
-        UNAVAILABLE_SQLSTATES
-    )
+    if code in RETRY_SQLSTATES:
+        # PostgreSQL rolled the transaction back: the very same request may be sent again.
+        logger.warning("transaction rolled back on %s: SQLSTATE %s", request.url.path, code)
+        return JSONResponse(
+            {"detail": "The request collided with another one and was not applied. Try again."},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+    # PostgreSQL's code decides when it sent one. Its class XX (an internal error, corrupted
+    # data or index) is an exc.InternalError too, and no retry mends it: a 500, logged whole.
+    down = code.startswith(UNAVAILABLE_SQLSTATES) if code else isinstance(error, DATABASE_DOWN)
     if not (down and from_the_database(error)):
         # A bug of ours: log it whole, tell the client nothing about it.
         logger.exception("unexpected database error on %s %s", request.method, request.url.path)

@@ -18,16 +18,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 logger = logging.getLogger(__name__)
 
-# What "the database does not answer" looks like from the app: a refused or timed-out
-# connection (OSError, TimeoutError), no free connection in the pool (exc.TimeoutError),
-# a connection that broke (exc.InterfaceError, exc.OperationalError), or that a break left
-# half-way through a message (exc.InternalError: "another operation is in progress").
-# SQLAlchemy wraps the driver's errors in its own, except while it sets up a new connection
-# (the asyncpg dialect registers its JSON codecs): a server that closes the connection then
-# raises asyncpg's own errors, so they are here too.
+# What "the database does not answer" looks like from the app when PostgreSQL sent no code:
+# a refused or timed-out connection (OSError, TimeoutError), no free connection in the pool
+# (exc.TimeoutError), a connection that broke (exc.InterfaceError, exc.OperationalError), or
+# that a break left half-way through a message (asyncpg's InternalClientError, "another
+# operation is in progress", which SQLAlchemy calls an exc.InternalError). SQLAlchemy wraps
+# the driver's errors in its own, except while it sets up a new connection (the asyncpg
+# dialect registers its JSON codecs): a server that closes the connection then raises
+# asyncpg's own errors, so they are here too.
 DATABASE_DOWN = (
     OSError,
     TimeoutError,
@@ -38,9 +40,14 @@ DATABASE_DOWN = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
 )
-# PostgreSQL's codes for "not now": a connection lost (class 08), a server shutting down,
-# too many connections.
+# PostgreSQL names each error with a SQLSTATE code; its first two characters are its class.
+# "Not now": a connection lost (class 08), a server shutting down or starting up, too many
+# connections.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# A transaction that lost a race with another: a serialization failure, a deadlock.
+# PostgreSQL rolled it back whole, so nothing of that transaction was written and the same
+# request again is likely to succeed.
+RETRY_SQLSTATES = ("40001", "40P01")
 # A statement cancelled by statement_timeout: the database is up, the query too slow.
 QUERY_CANCELED = "57014"
 # A constraint's name (from the naming convention) -> the field the client should fix.
@@ -112,9 +119,26 @@ async def invalid_request(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 422, "The request is not valid.", errors=errors)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the app serves at the request's path, for a 405's Allow header.
+
+    Starlette's router answers the 405 from the first route whose path matched, so it would
+    name that route's methods only: GET and POST /items are two routes, as are the GET, PATCH
+    and DELETE of /items/{item_id}.
+    """
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 async def http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
-    return problem(request, error.status_code, str(error.detail), error.headers)
+    headers = error.headers
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+    return problem(request, error.status_code, str(error.detail), headers)
 
 
 async def integrity_error(request: Request, error: Exception) -> JSONResponse:
@@ -140,12 +164,22 @@ def sqlstate(error: Exception) -> str | None:
 
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
-    if sqlstate(error) == QUERY_CANCELED:
+    code = sqlstate(error) or ""
+    if code == QUERY_CANCELED:
         # Retrying would only be as slow: a 504, and no Retry-After.
         return problem(request, 504, "The database took too long to answer.", reason="timeout")
-    down = isinstance(error, DATABASE_DOWN) or (sqlstate(error) or "").startswith(
-        UNAVAILABLE_SQLSTATES
-    )
+    if code in RETRY_SQLSTATES:
+        # PostgreSQL rolled the transaction back: the very same request may be sent again.
+        return problem(
+            request,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The request collided with another one and was not applied. Try again.",
+            headers={"Retry-After": "1"},
+            reason=f"transaction rolled back, SQLSTATE {code}",
+        )
+    # PostgreSQL's code decides when it sent one. Its class XX (an internal error, corrupted
+    # data or index) is an exc.InternalError too, and no retry mends it: a 500, logged whole.
+    down = code.startswith(UNAVAILABLE_SQLSTATES) if code else isinstance(error, DATABASE_DOWN)
     if not (down and from_the_database(error)):
         return await unexpected_error(request, error)
     return problem(
