@@ -54,6 +54,10 @@ async def login(
             429, "Too many failed logins. Try again later.", {"Retry-After": str(window)}
         )
     user = await crud.get_user_by_email(session=session, email=email)
+    # End the read's transaction before the slow part: its connection goes back to the pool
+    # instead of sitting "idle in transaction" through Argon2's tenth of a second and the
+    # wait for a thread. expire_on_commit=False keeps the user's values loaded.
+    await session.commit()
     known = user is not None and user.is_active and len(form.password) <= 128
     # An unknown (or disabled) email still costs one hash check: its answer takes as long as
     # a wrong password's, so timing cannot tell which emails have accounts.
