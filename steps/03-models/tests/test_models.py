@@ -19,6 +19,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from workshop.migrations import Migrations
@@ -182,6 +183,79 @@ async def test_what_the_server_fills_in_is_known_after_the_insert(
     assert not unloaded, f"not known after the INSERT: {sorted(unloaded)}"
     assert item.attributes == {}
     assert item.created_at.tzinfo is not None
+
+
+@pytest.mark.exercise("03.2")
+async def test_new_items_do_not_share_their_attributes(
+    pkg: ModuleType, session: AsyncSession
+) -> None:
+    """Each new item gets a dict of its own for `attributes`. With `default={}`, one dict is
+    the default of every item: a change made in place to one new item's attributes (which the
+    ORM does not see) becomes the next new item's, and is INSERTed into another row."""
+    first = pkg.models.Item(name="First", price=Decimal("1"))
+    session.add(first)
+    await session.flush()
+    first.attributes["supplier"] = "ACME, net 30 days"  # in place: no UPDATE follows
+    second = pkg.models.Item(name="Second", price=Decimal("1"))
+    session.add(second)
+    await session.flush()
+    query = text("SELECT attributes FROM items WHERE id = :id")
+    stored = await session.scalar(query, {"id": second.id})
+    if stored != {}:
+        pytest.fail(
+            f"A new item was stored with another item's attributes, {stored}: each item needs "
+            "a dict of its own (a default that makes one, not one dict shared by all)."
+        )
+
+
+async def run(url: str, *statements: str) -> None:
+    engine: AsyncEngine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def relations(url: str) -> set[str]:
+    """The tables and views of the schema public."""
+    engine: AsyncEngine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            query = text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            return set(await connection.scalars(query))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.exercise("03.5")
+async def test_the_downgrade_drops_only_what_its_revision_made(
+    migrations: Migrations, empty_database_url: str
+) -> None:
+    """A downgrade undoes its own revision and nothing else. A table made beside it (by a later
+    revision, another app, a colleague) stays. A view built on `items` makes the downgrade
+    fail, as it should: DROP TABLE ... CASCADE would drop that view silently, and with it a
+    report someone relies on."""
+    await migrations.upgrade(empty_database_url)
+    await run(
+        empty_database_url,
+        "CREATE TABLE suppliers (id int PRIMARY KEY)",
+        "CREATE VIEW cheap_items AS SELECT name FROM items WHERE price < 10",
+    )
+    try:
+        await migrations.downgrade(empty_database_url)
+    except DBAPIError as refused:  # as it should be: the view depends on items
+        assert "depend" in str(refused), refused
+    left = await relations(empty_database_url)
+    if "cheap_items" not in left:
+        pytest.fail("The downgrade dropped the view cheap_items, which its revision never made.")
+    assert {"items", "suppliers"} <= left, f"the downgrade dropped what it did not make: {left}"
+    await run(empty_database_url, "DROP VIEW cheap_items")
+    await migrations.downgrade(empty_database_url)
+    assert await relations(empty_database_url) == {"alembic_version", "suppliers"}
 
 
 async def test_the_database_has_the_constraint_names_of_the_convention(

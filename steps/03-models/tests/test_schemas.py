@@ -109,6 +109,24 @@ async def test_a_price_is_sent_as_a_string_never_as_a_json_number(
     assert re.search(shown["pattern"], "9.99") and not re.search(shown["pattern"], "9.99e0")
 
 
+@pytest.mark.exercise("03.3")
+async def test_a_name_that_is_not_text_is_a_422(
+    pkg: ModuleType, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A client sends a number, a list, null as the name: a 422 that says where, as for any
+    bad input. A validator of one's own that assumes a str (`v.strip()`) raises
+    AttributeError on them instead: a 500, and a traceback in the log per bad request."""
+
+    @app.post("/test/name")
+    async def echo(item: pkg.schemas.ItemCreate) -> dict[str, str]:
+        return {"name": item.name}
+
+    for name in (123, 9.5, True, None, ["Lamp"], {"en": "Lamp"}):
+        response = await client.post("/test/name", json={"name": name, "price": "1"})
+        assert response.status_code == 422, f"name {name!r}: {response.status_code}"
+        assert [e["loc"] for e in response.json()["detail"]] == [["body", "name"]], name
+
+
 @pytest.mark.exercise("03.4")
 def test_item_public_needs_the_server_fields_with_their_time_zone(pkg: ModuleType) -> None:
     """id, created_at and updated_at are always shown; a time without its zone is refused."""
