@@ -110,18 +110,20 @@ async def test_a_price_is_sent_as_a_string_never_as_a_json_number(
 
 
 @pytest.mark.exercise("03.3")
-async def test_a_name_that_is_not_text_is_a_422(
-    pkg: ModuleType, app: FastAPI, client: httpx.AsyncClient
+async def test_a_bad_name_is_a_422_through_the_api(
+    pkg: ModuleType, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    """A client sends a number, a list, null as the name: a 422 that says where, as for any
-    bad input. A validator of one's own that assumes a str (`v.strip()`) raises
-    AttributeError on them instead: a 500, and a traceback in the log per bad request."""
+    """What a client sends as a name, the way a request travels: too long for the column,
+    blank, or not text at all (a number, null, a list) is a 422 that says where. A validator
+    of one's own that assumes a str (`v.strip()`) raises AttributeError on a number instead:
+    a 500, and a traceback in the log for each bad request."""
+    length = (await column(session, "name")).length
 
     @app.post("/test/name")
     async def echo(item: pkg.schemas.ItemCreate) -> dict[str, str]:
         return {"name": item.name}
 
-    for name in (123, 9.5, True, None, ["Lamp"], {"en": "Lamp"}):
+    for name in ("x" * (length + 1), "   ", 123, 9.5, True, None, ["Lamp"], {"en": "Lamp"}):
         response = await client.post("/test/name", json={"name": name, "price": "1"})
         assert response.status_code == 422, f"name {name!r}: {response.status_code}"
         assert [e["loc"] for e in response.json()["detail"]] == [["body", "name"]], name
