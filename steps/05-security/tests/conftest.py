@@ -4,16 +4,18 @@ They use pwdlib and PyJWT themselves, not the step's code, so each exercise's te
 that exercise alone.
 """
 
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import argon2
 import jwt
 import pytest
-from pwdlib import PasswordHash
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 # 64 characters or more: long enough for HS512 too (a test signs a token with it).
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-abcdef"
@@ -61,17 +63,32 @@ def auth() -> Callable[[Any], dict[str, str]]:
 
 @pytest.fixture
 def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every password hash or verify the app runs from now on, by method name."""
+    """Every Argon2 hash or verify the app runs from now on, by method name: counted in
+    argon2-cffi, under pwdlib, so work that skips Argon2 counts as none."""
     counted: list[str] = []
     for method in ("hash", "verify"):
-        real = getattr(PasswordHash, method)
+        real = getattr(argon2.PasswordHasher, method)
 
         def counting(*args: Any, _method: str = method, _real: Any = real, **kw: Any) -> Any:
             counted.append(_method)
             return _real(*args, **kw)
 
-        monkeypatch.setattr(PasswordHash, method, counting)
+        monkeypatch.setattr(argon2.PasswordHasher, method, counting)
     return counted
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """Everything logged (at any level) or printed from now on, as text: a password or a
+    token in it would reach whoever reads the logs, and every copy of them."""
+    caplog.set_level(logging.DEBUG)
+    return lambda: caplog.text + "".join(capsys.readouterr())
+
+
+@pytest.fixture
+def hashed_password() -> str:
+    """The Argon2id hash of every test user's password."""
+    return HASHED
 
 
 @pytest.fixture
@@ -106,3 +123,26 @@ def add_item(pkg: ModuleType, session: AsyncSession) -> Callable[..., Any]:
         return item
 
     return add
+
+
+@pytest.fixture
+async def committed_user(engine: AsyncEngine) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Make a user, with `items` items of theirs, committed for real: the app's own pool cannot
+    see the test's session, which is rolled back. Deleted at the end, their items with them."""
+    made: list[int] = []
+
+    async def make(items: int = 0) -> Any:
+        email = f"pool-{uuid.uuid4().hex[:8]}@example.com"
+        insert = text("INSERT INTO users (email, hashed_password) VALUES (:e, 'x') RETURNING id")
+        add = text("INSERT INTO items (name, price, owner_id) VALUES (:n, 1, :o) RETURNING id")
+        async with engine.begin() as connection:
+            user = SimpleNamespace(id=await connection.scalar(insert, {"e": email}), items=[])
+            made.append(user.id)
+            for n in range(items):
+                user.items.append(await connection.scalar(add, {"n": f"Item {n}", "o": user.id}))
+        return user
+
+    yield make
+    if made:
+        async with engine.begin() as connection:  # and their items, by cascade
+            await connection.execute(text("DELETE FROM users WHERE id = ANY(:ids)"), {"ids": made})

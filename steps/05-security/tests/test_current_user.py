@@ -1,36 +1,19 @@
 """Step 05 checks: the current user costs one query, tells row-level security who is asking,
 for this transaction only, and a bug in it is a bug (500), not a bad token (401)."""
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from types import ModuleType, SimpleNamespace
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from workshop.testing import serve
 
 Auth = Callable[[Any], dict[str, str]]
 WHO = text("SELECT current_setting('app.user_id', true)")  # whom row-level security sees
-
-
-@asynccontextmanager
-async def committed_user(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """A user committed for real (the app's own pool cannot see the test's session, which is
-    rolled back), deleted again at the end."""
-    email = f"pool-{uuid.uuid4().hex[:8]}@example.com"
-    async with engine.begin() as connection:
-        insert = text("INSERT INTO users (email, hashed_password) VALUES (:e, 'x') RETURNING id")
-        user = SimpleNamespace(id=await connection.scalar(insert, {"e": email}))
-    try:
-        yield user
-    finally:
-        async with engine.begin() as connection:  # and the user's items, by cascade
-            await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
 
 
 @pytest.mark.exercise("05.3")
@@ -64,14 +47,15 @@ async def test_the_request_tells_postgresql_who_is_asking(
 
 @pytest.mark.exercise("05.3")
 async def test_the_user_does_not_outlive_the_request_on_a_pooled_connection(
-    pkg: ModuleType, settings: Any, engine: AsyncEngine, auth: Auth
+    pkg: ModuleType, settings: Any, committed_user: Any, auth: Auth
 ) -> None:
     """One pooled connection serves request after request. A user set for the whole session
     (set_config(..., false)) would still be there for the next request, which may have no
     user or another one: set it for the transaction only (set_config(..., true))."""
     one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
     app = pkg.main.create_app(one_connection)
-    async with committed_user(engine) as user, serve(app) as client:
+    user = await committed_user()
+    async with serve(app) as client:
         # A request that commits: a rollback would undo even a session-wide setting.
         item = {"name": "Lamp", "price": "1"}
         assert (await client.post("/items", json=item, headers=auth(user))).status_code == 201

@@ -78,8 +78,9 @@ async def test_row_level_security_shows_a_session_only_its_users_items(
                 "INSERT INTO users (email, hashed_password) VALUES ($1, 'x') RETURNING id", email
             )
             for n in range(2 + len(ids)):  # 2 items for the first user, 3 for the second
+                name = f"rls {len(ids)}.{n}"  # no two alike: a name is unique per owner
                 await admin.execute(
-                    "INSERT INTO items (name, price, owner_id) VALUES ($1, 1, $2)", f"rls {n}", user
+                    "INSERT INTO items (name, price, owner_id) VALUES ($1, 1, $2)", name, user
                 )
             ids.append(user)
         first, second = ids
@@ -97,6 +98,24 @@ async def test_row_level_security_shows_a_session_only_its_users_items(
                     )
             updated = await as_app.execute("UPDATE items SET price = 0 WHERE owner_id = $1", second)
             assert updated == "UPDATE 0"
+            # A DELETE that forgets its WHERE reaches the user's own items, and only those.
+            forgot = as_app.transaction()
+            await forgot.start()
+            deleted = await as_app.execute("DELETE FROM items")
+            await forgot.rollback()
+            if deleted != "DELETE 2":
+                pytest.fail(f"as the first user (2 items), DELETE FROM items gave {deleted}")
+            # Nor may a user hand their items to another: an UPDATE's new row is checked too.
+            try:
+                async with as_app.transaction():
+                    moved = await as_app.execute("UPDATE items SET owner_id = $1", second)
+            except asyncpg.InsufficientPrivilegeError:
+                pass
+            else:
+                pytest.fail(
+                    f"as the first user, UPDATE items SET owner_id = <second user> gave {moved}: "
+                    "a policy's WITH CHECK must keep every written row the current user's"
+                )
             # Their own items, the user may write: insert, update, delete.
             await as_app.execute(
                 "INSERT INTO items (name, price, owner_id) VALUES ('mine', 1, $1)", first
@@ -109,3 +128,22 @@ async def test_row_level_security_shows_a_session_only_its_users_items(
     finally:
         await admin.execute("DELETE FROM users WHERE id = ANY($1)", ids)  # cascades to items
         await admin.close()
+
+
+@pytest.mark.exercise("05.5")
+async def test_the_policy_finds_the_rows_through_the_owner_index(
+    as_app: asyncpg.Connection,
+) -> None:
+    """A query that leans on the policy alone, with no WHERE of its own, must reach the user's
+    rows through an index on owner_id, not by reading every user's. Compared as text
+    (owner_id::text = the setting), the rows are the same, but no index on owner_id serves it."""
+    async with as_app.transaction():
+        await as_app.execute("SELECT set_config('app.user_id', '7', true)")
+        # The planner's last resort only: it reads the whole table when no index can serve.
+        await as_app.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(row[0] for row in await as_app.fetch("EXPLAIN SELECT * FROM items"))
+    if "Seq Scan" in plan:
+        pytest.fail(
+            "row-level security reads every row of items to find one user's: compare owner_id "
+            f"itself with the setting, as an integer. The plan:\n{plan}"
+        )

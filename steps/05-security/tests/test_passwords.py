@@ -15,11 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 @pytest.mark.exercise("05.1")
 async def test_hash_is_argon2id_and_verifies(pkg: ModuleType, password: str) -> None:
-    hashed = await pkg.security.hash_password(password)
+    """A passphrase, every character of which counts: bcrypt reads only a password's first 72
+    bytes, Argon2 reads all of it, and so must the app. Cut at 72, a passphrase's end is never
+    checked, and whoever knows its start gets in."""
+    passphrase = f"{password}, " * 3 + "then the moon"  # 103 characters
+    hashed = await pkg.security.hash_password(passphrase)
     assert hashed.startswith("$argon2id$") and password not in hashed
-    assert hashed != await pkg.security.hash_password(password)  # salted: never the same
-    assert await pkg.security.verify_password(password, hashed)
-    assert not await pkg.security.verify_password(password + "!", hashed)
+    assert hashed != await pkg.security.hash_password(passphrase)  # salted: never the same
+    assert await pkg.security.verify_password(passphrase, hashed)
+    assert not await pkg.security.verify_password(password, hashed)
+    if await pkg.security.verify_password(passphrase.replace("moon", "sun"), hashed):
+        pytest.fail(
+            "a password that differs from the right one only after its 72nd character "
+            "verifies: hash and check every character, not password[:72]"
+        )
 
 
 @pytest.mark.exercise("05.1")
@@ -36,6 +45,39 @@ async def test_the_hash_is_real_argon2id_at_full_cost(pkg: ModuleType, password:
     # cheaper settings make a stolen hash cheaper to guess.
     if params.memory_cost < 19 * 1024 or params.time_cost < 2:
         pytest.fail("the Argon2id cost is below OWASP's minimum: use password_hash's defaults")
+
+
+@pytest.mark.exercise("05.1")
+async def test_every_check_runs_argon2(
+    pkg: ModuleType, password: str, hashed_password: str, hashes: list[str]
+) -> None:
+    """A cache of answers (functools.lru_cache) would keep every password it was given in
+    memory, in plain text, for a memory dump or a debugger to read, and answer a guess it has
+    seen for free. Each check is Argon2's work, every time."""
+    for _ in range(2):
+        assert await pkg.security.verify_password(password, hashed_password)
+    if hashes.count("verify") != 2:
+        pytest.fail(
+            f"two checks of the same password ran Argon2 {hashes.count('verify')} time(s), "
+            "not 2: check with password_hash.verify each time, and cache nothing"
+        )
+
+
+@pytest.mark.exercise("05.1")
+async def test_no_log_holds_a_password(client: httpx.AsyncClient, logs: Callable[[], str]) -> None:
+    """Logs are read by more people than the database, and kept longer: a password (right or
+    wrong, a wrong one is often another account's) never goes into one. One is hashed at sign
+    up, another checked at a login."""
+    email = f"logs-{uuid.uuid4().hex[:8]}@example.com"
+    right, wrong = f"right {uuid.uuid4().hex}", f"wrong {uuid.uuid4().hex}"
+    signed_up = await client.post("/users", json={"email": email, "password": right})
+    assert signed_up.status_code == 201
+    form = {"username": email, "password": wrong}
+    assert (await client.post("/auth/token", data=form)).status_code == 401
+    written = logs()
+    for secret in (right, wrong):
+        if secret in written:
+            pytest.fail("a password was logged (or printed): never write one anywhere")
 
 
 async def ticks_during(work: Callable[[], Awaitable[Any]]) -> int:
@@ -127,9 +169,11 @@ async def test_an_unknown_email_costs_as_much_as_a_known_one(
     add_user: Any,
     password: str,
     monkeypatch: pytest.MonkeyPatch,
+    hashes: list[str],
 ) -> None:
     """Timing must not tell which emails have accounts: every login checks one password hash,
-    against the dummy hash when there is no such (active) account. Counted, not timed."""
+    against the dummy hash when there is no such (active) account, and Argon2 does the work
+    each time. Counted, not timed."""
     checks: list[str] = []
     real = pkg.routes.auth.verify_password
 
@@ -145,10 +189,16 @@ async def test_an_unknown_email_costs_as_much_as_a_known_one(
         (disabled.email, password),
     ):
         checks.clear()
+        hashes.clear()
         await client.post("/auth/token", data={"username": email, "password": given})
         assert len(checks) == 1, email
         # An Argon2id hash each time, at the same cost as the users' own.
         assert cost(checks[0]) == cost(user.hashed_password)
+        if hashes != ["verify"]:
+            pytest.fail(
+                f"a login for {email} ran Argon2 {hashes.count('verify')} time(s): "
+                "verify_password must check every hash it is given, the dummy one too"
+            )
 
 
 def cost(hashed: str) -> tuple[Any, ...]:
