@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -68,8 +69,14 @@ def explain(session: AsyncSession) -> Callable[[Query], Awaitable[str]]:
 
 
 @pytest.fixture
+def live_app(pkg: ModuleType, settings: Any) -> FastAPI:
+    """The app as a server runs it: built from the settings, with its own engine and pool."""
+    return pkg.main.create_app(settings)
+
+
+@pytest.fixture
 async def live_client(
-    pkg: ModuleType, settings: Any, engine: AsyncEngine
+    pkg: ModuleType, live_app: FastAPI, engine: AsyncEngine
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client over the app as it really runs: its own pool, a new session per request.
 
@@ -81,8 +88,32 @@ async def live_client(
     async with engine.connect() as connection:
         last_id = await connection.scalar(select(func.coalesce(func.max(items.c.id), 0)))
     try:
-        async with serve(pkg.main.create_app(settings), raise_app_exceptions=False) as client:
+        async with serve(live_app, raise_app_exceptions=False) as client:
             yield client
     finally:
         async with engine.begin() as connection:
             await connection.execute(delete(items).where(items.c.id > last_id))
+
+
+@pytest.fixture
+async def live_statements(
+    live_app: FastAPI, live_client: httpx.AsyncClient
+) -> AsyncIterator[list[str]]:
+    """The kind of every statement the live app sends, savepoints included (BEGIN and COMMIT
+    are asyncpg's own, and not among them).
+
+    The `statements` of the test's session cannot tell a SAVEPOINT of the app's from the
+    ones that stand in for its commits; the live app has no such stand-ins to hide.
+    """
+    engine: AsyncEngine = live_app.state.engine
+    # The pool's first connection asks the server its version and settings: not a request's.
+    async with engine.connect():
+        pass
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", record)

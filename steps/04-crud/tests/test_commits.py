@@ -6,6 +6,7 @@ write that was flushed but never committed answers 200 or 201, then vanishes.
 """
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -54,6 +55,50 @@ async def test_a_patch_is_committed(
     row = (await in_the_table(pkg, engine, [item_id]))[item_id]
     assert row.price == Decimal("2.50"), "the change was answered 200, but never committed"
     assert row.description == "Old"
+
+
+@pytest.mark.exercise("04.3")
+async def test_each_patch_reads_back_as_it_answered(
+    live_client: httpx.AsyncClient, new_item: NewItem
+) -> None:
+    """What a PATCH answers is what the next request, on a session of its own, reads.
+
+    The test's own session could not show it: it holds the very object the PATCH changed.
+    """
+    attributes = {"color": "red", "size": 10, "tags": ["desk"]}
+    response = await live_client.post("/items", json=new_item(attributes=attributes))
+    assert response.status_code == 201
+    expected = response.json()
+    name = expected["name"]
+    changes: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        # The object sent replaces the old one: a key left out is removed.
+        ({"attributes": {"color": "blue"}}, {"attributes": {"color": "blue"}}),
+        (
+            {"attributes": {"color": "blue", "size": 12}},
+            {"attributes": {"color": "blue", "size": 12}},
+        ),
+        ({"attributes": {}}, {"attributes": {}}),
+        ({"description": "New", "price": "2.5"}, {"description": "New", "price": "2.50"}),
+        ({"description": None, "price": "0"}, {"description": None, "price": "0.00"}),
+        ({"name": f"  {name} 2  "}, {"name": f"{name} 2"}),
+    ]
+    for change, effect in changes:
+        response = await live_client.patch(f"/items/{expected['id']}", json=change)
+        assert response.status_code == 200, change
+        answered = response.json()
+        read = (await live_client.get(f"/items/{expected['id']}")).json()
+        for field in answered:
+            if read[field] != answered[field]:
+                pytest.fail(
+                    f"PATCH {change} answered {field} = {answered[field]!r}, and the next "
+                    f"request reads {read[field]!r}: the change was never written"
+                )
+        if datetime.fromisoformat(read["updated_at"]) <= datetime.fromisoformat(
+            expected["updated_at"]
+        ):
+            pytest.fail(f"PATCH {change} changed the item, and its updated_at did not move on")
+        expected.update(effect, updated_at=read["updated_at"])
+        assert read == expected, f"PATCH {change} must set what it sends, and nothing else"
 
 
 @pytest.mark.exercise("04.4")

@@ -82,13 +82,32 @@ async def test_a_bug_is_a_500_with_nothing_inside(
 
 
 @pytest.mark.exercise("04.6")
-async def test_a_broken_check_or_not_null_is_422(pkg: ModuleType, session: AsyncSession) -> None:
+async def test_a_conflict_logs_no_value_of_the_row(
+    client: httpx.AsyncClient, session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line says what broke and where, never the client's values: logs are kept
+    longer, copied further and read by more people than the table (PostgreSQL's DETAIL,
+    "Key (name)=(...) already exists", and SQLAlchemy's message both quote them)."""
+    private = f"Private {uuid.uuid4().hex}"
+    body = {"name": private, "description": private, "price": "1"}
+    assert (await client.post("/items", json=body)).status_code == 201
+    conflict = assert_problem(await client.post("/items", json=body), 409)
+    assert conflict["request_id"] in caplog.text
+    if private in caplog.text:
+        pytest.fail("the 409's log line holds the row's values: log the code and the field only")
+
+
+@pytest.mark.exercise("04.6")
+async def test_a_broken_check_or_not_null_is_422(
+    pkg: ModuleType, session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
     """The schema stops these first; if one ever got through, the database's answer is a 422."""
     request = Request({"type": "http", "method": "POST", "path": "/items", "headers": []})
+    private = f"Private {uuid.uuid4().hex}"
     # A negative price breaks ck_items_price_not_negative; a null name, the column's NOT NULL.
     broken = [
-        ({"name": "Neg", "price": Decimal("-1")}, "price"),
-        ({"name": None, "price": 1}, "name"),
+        ({"name": private, "price": Decimal("-1")}, "price"),
+        ({"name": None, "description": private, "price": 1}, "name"),
     ]
     for fields, field in broken:
         try:
@@ -99,6 +118,9 @@ async def test_a_broken_check_or_not_null_is_422(pkg: ModuleType, session: Async
         assert response.status_code == 422
         assert json.loads(response.body)["field"] == field  # a field the client sends
         assert b"ck_items" not in response.body
+    # PostgreSQL's DETAIL here is "Failing row contains (...)": every value of the row.
+    if private in caplog.text:
+        pytest.fail("the 422's log line holds the row's values: log the code and the field only")
 
 
 @pytest.mark.exercise("04.6")

@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -43,6 +44,47 @@ async def test_create_answers_201_with_the_item_and_its_location(
         {"color": "red"},
     )
     assert item["created_at"] and item["updated_at"]
+
+
+async def as_stored(pkg: ModuleType, session: AsyncSession, item: Any) -> None:
+    """Fail unless each column of `item` holds what the table holds, of the same type."""
+    items = pkg.models.Item.__table__
+    columns = [c for c in items.c if c.name != "search"]
+    row = (await session.execute(select(*columns).where(items.c.id == item.id))).one()
+    for column in columns:
+        made, stored_value = getattr(item, column.name), getattr(row, column.name)
+        if (made, type(made)) != (stored_value, type(stored_value)):
+            pytest.fail(
+                f"the item's {column.name} is {made!r}, where the table holds {stored_value!r}: "
+                "give the model the validated values themselves (model_dump(), not mode='json')"
+            )
+
+
+@pytest.mark.exercise("04.1")
+async def test_create_item_returns_the_item_as_the_table_holds_it(
+    pkg: ModuleType, session: AsyncSession, new_item: NewItem
+) -> None:
+    """The route is not the only caller: the Item returned must hold what a read would."""
+    item_in = pkg.schemas.ItemCreate(**new_item(description="Desk", attributes={"size": 10}))
+    item = await pkg.crud.create_item(session=session, item_in=item_in)
+    await as_stored(pkg, session, item)
+
+
+@pytest.mark.exercise("04.1")
+async def test_create_stamps_the_database_time(
+    client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
+) -> None:
+    """created_at and updated_at are the database's now(): the time of the transaction.
+
+    The test's transaction began before the request, so an app's own clock reads later. In
+    production that clock differs between app servers; the database's is one for all.
+    """
+    now = await session.scalar(select(func.now()))
+    response = await client.post("/items", json=new_item())
+    assert response.status_code == 201
+    for stamp in ("created_at", "updated_at"):
+        if datetime.fromisoformat(response.json()[stamp]) != now:
+            pytest.fail(f"{stamp} is not the database's time: let PostgreSQL set it (now())")
 
 
 @pytest.mark.exercise("04.1")
@@ -117,9 +159,9 @@ async def test_bulk_create_writes_all_items(
 async def test_bulk_create_writes_nothing_when_one_item_conflicts(
     pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession, new_item: NewItem
 ) -> None:
-    existing = await stored(pkg, session, name="Taken")
+    taken = (await stored(pkg, session, name="Taken")).name
     before = await count(pkg, session)
-    items = [new_item(), new_item(), new_item(name=existing.name), new_item()]
+    items = [new_item(), new_item(), new_item(name=taken), new_item()]
     response = await client.post("/items/bulk", json=items)
     assert response.status_code == 409
     assert await count(pkg, session) == before
@@ -127,6 +169,22 @@ async def test_bulk_create_writes_nothing_when_one_item_conflicts(
     twice = new_item()
     assert (await client.post("/items/bulk", json=[twice, twice])).status_code == 409
     assert await count(pkg, session) == before
+    # The largest bulk, its last item taken: still one transaction, nothing written.
+    items = [new_item() for _ in range(99)] + [new_item(name=taken)]
+    assert (await client.post("/items/bulk", json=items)).status_code == 409
+    if await count(pkg, session) != before:
+        pytest.fail("a bulk that conflicts left some of its items written: commit once, at the end")
+
+
+@pytest.mark.exercise("04.4")
+async def test_create_items_returns_the_items_as_the_table_holds_them(
+    pkg: ModuleType, session: AsyncSession, new_item: NewItem
+) -> None:
+    items_in = [pkg.schemas.ItemCreate(**new_item(price=price)) for price in ("1.5", "20")]
+    items = await pkg.crud.create_items(session=session, items_in=items_in)
+    assert [item.name for item in items] == [item_in.name for item_in in items_in]
+    for item in items:
+        await as_stored(pkg, session, item)
 
 
 @pytest.mark.parametrize("size", [0, 101])
@@ -168,10 +226,17 @@ async def test_get_a_missing_item_is_404(client: httpx.AsyncClient, session: Asy
     assert response.json()["detail"] == "Item not found."
 
 
-@pytest.mark.parametrize("item_id", ["0", "-1", "2147483648", "abc"])
+@pytest.mark.parametrize("item_id", ["0", "2147483648"])
 async def test_an_id_no_item_can_have_is_422(client: httpx.AsyncClient, item_id: str) -> None:
     for method in ("GET", "DELETE"):
         assert (await client.request(method, f"/items/{item_id}")).status_code == 422
+
+
+@pytest.mark.parametrize("item_id", ["-1", "abc"])
+async def test_a_path_that_is_not_digits_is_404(client: httpx.AsyncClient, item_id: str) -> None:
+    """Only digits reach the item routes (`{item_id:int}`), so /items/bulk is never an id."""
+    for method in ("GET", "DELETE"):
+        assert (await client.request(method, f"/items/{item_id}")).status_code == 404
 
 
 @pytest.mark.exercise("04.2")
@@ -224,6 +289,24 @@ async def test_delete_answers_204_then_404(
     assert response.status_code == 204 and response.content == b""
     assert (await client.delete(f"/items/{item.id}")).status_code == 404
     assert await session.get(pkg.models.Item, item.id, populate_existing=True) is None
+
+
+@pytest.mark.exercise("04.3")
+async def test_patch_stamps_updated_at_with_the_database_time(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """updated_at is the database's now(), as created_at was: one clock for every app server.
+
+    The test's transaction began before the request, so an app's own clock reads later.
+    """
+    then = datetime(2020, 1, 1, tzinfo=UTC)
+    item = await stored(pkg, session, created_at=then, updated_at=then)
+    now = await session.scalar(select(func.now()))
+    response = await client.patch(f"/items/{item.id}", json={"price": "6.00"})
+    assert response.status_code == 200
+    assert datetime.fromisoformat(response.json()["created_at"]) == then
+    if datetime.fromisoformat(response.json()["updated_at"]) != now:
+        pytest.fail("updated_at is not the database's time: let PostgreSQL set it (onupdate)")
 
 
 @pytest.mark.exercise("04.3")

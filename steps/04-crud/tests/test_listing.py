@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -72,6 +73,52 @@ async def test_search_ranks_name_matches_first(
 
 
 @pytest.mark.exercise("04.5")
+async def test_search_reduces_words_as_the_search_column_does(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """The column's words were reduced with 'english' (models.py): a query's words must be
+    reduced the same way, whatever the server's default configuration says."""
+    tag = uuid.uuid4().hex[:8]
+    lamp = await add(pkg, session, name=f"Reading lamp {tag}", description="A brass shade")
+    await add(pkg, session, name=f"Lamp shade {tag}", description="Linen, for a lamp to read by")
+    await add(pkg, session, name=f"Oak shelf {tag}", description="For books")
+    # Names in other scripts, which another language's configuration would reduce otherwise.
+    cyrillic = await add(pkg, session, name=f"Лампы {tag}")
+    devanagari = await add(pkg, session, name=f"किताबें {tag}")
+    # On this connection, a query that names no configuration gets 'simple', which stems
+    # nothing and drops no word: only the configuration of the column finds what follows.
+    await session.execute(text("SELECT set_config('default_text_search_config', 'simple', true)"))
+    await session.commit()
+
+    async def found(words: str) -> list[int]:
+        response = await client.get("/items", params={"q": f"{words} {tag}"})
+        assert response.status_code == 200
+        return [item["id"] for item in response.json()["items"]]
+
+    # A plural, a stop word, another form of the word; then a phrase, in quotes.
+    for words in ("lamps", "the lamp", "reading", '"reading lamps"'):
+        if lamp.id not in await found(words):
+            pytest.fail(f"q={words!r} does not find the reading lamp: search with 'english'")
+    assert await found('"reading lamps"') == [lamp.id]  # the shade has the words apart
+    for words, item in (("лампы", cyrillic), ("किताबें", devanagari)):
+        if await found(words) != [item.id]:
+            pytest.fail(f"q={words!r} does not find {item.name!r}: search with 'english'")
+
+
+@pytest.mark.exercise("04.5")
+async def test_search_and_attributes_together_keep_what_matches_both(
+    pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    red_lamp = await add(pkg, session, name=f"Lamp {tag}", attributes={"color": "red"})
+    await add(pkg, session, name=f"Lamp {tag} blue", attributes={"color": "blue"})
+    await add(pkg, session, name=f"Chair {tag}", attributes={"color": "red"})
+    response = await client.get("/items", params={"q": f"lamp {tag}", "attr": "color:red"})
+    found = [item["id"] for item in response.json()["items"]]
+    assert found == [red_lamp.id], "q and attr together: the items that match both, only"
+
+
+@pytest.mark.exercise("04.5")
 async def test_search_pages_walk_every_match_once(
     pkg: ModuleType, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
@@ -117,6 +164,13 @@ async def test_each_filter_is_sent_only_when_asked_and_uses_its_index(
     """A filter nobody asked for costs every listing; a filter no index serves reads every row."""
     assert (await client.get("/items")).status_code == 200
     assert "WHERE" not in selects[-1].sql, "GET /items with no q and no attr filtered anyway"
+    # What the client sends travels beside the SQL, as parameters: never inside its text,
+    # escaped or not. (One statement text for every search, too, which the server keeps ready.)
+    word = f"w{uuid.uuid4().hex[:12]}"
+    for query in (f"q={word}", f"attr=maker:{word}", f"attr={word}:1"):
+        assert (await client.get(f"/items?{query}")).status_code == 200
+        if word in selects[-1].sql:
+            pytest.fail(f"GET /items?{query} pasted the client's words into the SQL: bind them")
     # The stored `search` column's GIN index answers @@; the attributes' GIN index answers @>.
     for query, index in (("q=lamp", "ix_items_search"), ("attr=color:red", "ix_items_attributes")):
         assert (await client.get(f"/items?{query}")).status_code == 200

@@ -1,0 +1,83 @@
+"""Step 04 checks: a read never waits for a writer, and a database in trouble is no missing item.
+
+These tests hold a lock on a connection of their own, as another request would, while the app
+runs as a server does (its own pool, a session per request). They watch PostgreSQL's own view
+of who waits for whom (pg_blocking_pids), so no test depends on how long anything takes.
+"""
+
+import asyncio
+import uuid
+from types import ModuleType
+
+import httpx
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from workshop.testing import eventually
+
+# The backends that wait for a lock this connection holds. pg_locks, not pg_stat_activity:
+# a transaction sees pg_stat_activity as it was at its first look, and pg_locks as it is.
+BLOCKED = text(
+    "SELECT DISTINCT pid FROM pg_locks"
+    " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+)
+
+
+async def committed_item(pkg: ModuleType, engine: AsyncEngine) -> int:
+    items = pkg.models.Item.__table__
+    async with engine.begin() as connection:
+        return await connection.scalar(
+            insert(items).values(name=f"Locked {uuid.uuid4().hex}", price=1).returning(items.c.id)
+        )
+
+
+async def blocked_by(connection: AsyncConnection) -> list[int]:
+    return list(await connection.scalars(BLOCKED))
+
+
+@pytest.mark.exercise("04.2")
+async def test_a_read_does_not_wait_for_a_writer(
+    pkg: ModuleType, engine: AsyncEngine, live_client: httpx.AsyncClient
+) -> None:
+    """Another transaction holds the item's row lock (it is changing or deleting it): a GET
+    reads the row as it was last committed, at once, and never queues behind the writer."""
+    item_id = await committed_item(pkg, engine)
+    async with engine.connect() as writer:
+        await writer.execute(text("SELECT 1 FROM items WHERE id = :id FOR UPDATE"), {"id": item_id})
+        get = asyncio.create_task(live_client.get(f"/items/{item_id}"))
+
+        async def answered_or_waiting() -> tuple[bool, list[int]]:
+            return get.done(), await blocked_by(writer)
+
+        # Until the GET is answered, or until it is seen waiting for the writer's lock.
+        _, waiting = await eventually(answered_or_waiting, lambda state: state[0] or state[1])
+        await writer.rollback()  # the writer lets go: a GET that waited can now end
+        response = await get
+    if waiting:
+        pytest.fail("GET /items/{id} waited for another transaction's row lock: a read takes none")
+    assert response.status_code == 200, "an item that another request holds is still there"
+    assert response.json()["id"] == item_id
+
+
+@pytest.mark.exercise("04.2")
+@pytest.mark.parametrize("stop", ["pg_cancel_backend", "pg_terminate_backend"])
+async def test_a_failing_database_is_not_a_missing_item(
+    pkg: ModuleType, engine: AsyncEngine, live_client: httpx.AsyncClient, stop: str
+) -> None:
+    """The GET's statement is cancelled, or its connection ended by the server, while it waits:
+    the database failed, and nobody knows whether the item exists. A 5xx, never a 404."""
+    item_id = await committed_item(pkg, engine)
+    async with engine.connect() as locker:
+        # A lock that even a read waits for (as a migration's ALTER TABLE takes).
+        await locker.execute(text("LOCK TABLE items IN ACCESS EXCLUSIVE MODE"))
+        get = asyncio.create_task(live_client.get(f"/items/{item_id}"))
+        waiting = await eventually(lambda: blocked_by(locker), bool)
+        assert waiting, "the GET never reached the database"
+        await locker.execute(text(f"SELECT {stop}(:pid)"), {"pid": waiting[0]})
+        response = await get
+        await locker.rollback()
+    if response.status_code == 404:
+        pytest.fail(f"after {stop}, GET answered 404: a database error is not a missing item")
+    assert response.status_code >= 500
+    assert "detail" in response.json()
