@@ -173,7 +173,9 @@ async def test_health_answers_503_when_the_connection_drops_mid_query(
         async with serve(app, raise_app_exceptions=False) as client:
             request = asyncio.create_task(client.get("/health"))
             pids = await eventually(
-                lambda: busy_processes(database_url, name), lambda found: found or request.done()
+                lambda: busy_processes(database_url, name),
+                lambda found: bool(found) or request.done(),
+                within=10,
             )
             try:
                 if not pids:
