@@ -1,7 +1,8 @@
 """Step 04 checks: each request runs only the statements it needs (no N+1, no re-read).
 
 The writes are counted on the app as a server runs it (`live_statements`): every statement it
-sends, SAVEPOINTs included, which the test's own session would need for its rolled-back commits.
+sends, SAVEPOINTs included. On the test's own session, whose commits are savepoints that the
+test rolls back, a SAVEPOINT of the app's could not be told from those.
 """
 
 import uuid
