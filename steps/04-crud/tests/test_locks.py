@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workshop.testing import eventually
 
+# Seconds to wait for a request to reach its statement: each wait ends as soon as it does,
+# so this is only ever spent when a test is about to fail (a busy machine is no failure).
+PATIENCE = 30.0
 # The backends that wait for a lock this connection holds. pg_locks, not pg_stat_activity:
 # a transaction sees pg_stat_activity as it was at its first look, and pg_locks as it is.
 BLOCKED = text(
@@ -58,7 +61,9 @@ async def test_a_read_does_not_wait_for_a_writer(
             return get.done(), await blocked_by(writer)
 
         # Until the GET is answered, or until it is seen waiting for the writer's lock.
-        _, waiting = await eventually(answered_or_waiting, lambda state: state[0] or state[1])
+        _, waiting = await eventually(
+            answered_or_waiting, lambda state: state[0] or state[1], within=PATIENCE
+        )
         await writer.rollback()  # the writer lets go: a GET that waited can now end
         response = await get
     if waiting:
@@ -82,7 +87,7 @@ async def test_a_failing_database_is_not_a_missing_item(
         # A lock that even a read waits for (as a migration's ALTER TABLE takes).
         await locker.execute(text("LOCK TABLE items IN ACCESS EXCLUSIVE MODE"))
         get = asyncio.create_task(live_client.get(f"/items/{item_id}"))
-        waiting = await eventually(lambda: blocked_by(locker), bool)
+        waiting = await eventually(lambda: blocked_by(locker), bool, within=PATIENCE)
         assert waiting, "the GET never reached the database"
         await locker.execute(text(f"SELECT {stop}(:pid)"), {"pid": waiting[0]})
         response = await get
@@ -120,7 +125,9 @@ async def test_two_patches_of_other_fields_both_stay(
             asyncio.create_task(live_client.patch(f"/items/{item_id}", json=change))
             for change in changes
         ]
-        waiting = await eventually(lambda: waiting_for_locks(engine), lambda n: n == 2)
+        waiting = await eventually(
+            lambda: waiting_for_locks(engine), lambda n: n == 2, within=PATIENCE
+        )
         assert waiting == 2, "the two PATCHes did not both reach their UPDATE"
         await writer.rollback()
         responses = await asyncio.gather(*patches)
