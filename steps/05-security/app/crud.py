@@ -123,8 +123,10 @@ async def list_items(
 ) -> Page:
     """A page of items: by relevance when searching, else by id. One SELECT, any page.
 
-    Keyset pagination: "rows after the last one seen" uses the index and costs the same on
-    page 1 and page 1000, where OFFSET would read and throw away every row before the page.
+    Keyset pagination: "rows after the last one seen". Unfiltered, an index hands the page
+    over in id order (the owner's, on (owner_id, id): migration 0005), so page 1000 costs what
+    page 1 costs, where OFFSET would read and throw away every row before the page. A search
+    ranks every match of the owner's items for each page.
     """
     query = apply_filters(owned_by(select(Item), owner), q=q, attributes=attributes or {})
     if q:

@@ -84,6 +84,8 @@ class Item(Timestamped, Base):
     __table_args__ = (
         # A name is unique per owner: two users may both have a "Lamp".
         UniqueConstraint("owner_id", "name"),
+        # A user's items in id order: each page of the list is one range of it (0005).
+        Index("ix_items_owner_id_id", "owner_id", "id"),
         # GIN indexes answer "which rows contain this?": words for search, pairs for @>.
         Index("ix_items_search", "search", postgresql_using="gin"),
         Index(
