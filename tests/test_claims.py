@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from workshop.course import Course
-from workshop.database import Server
+from workshop.database import Server, libpq_dsn
 from workshop.loader import load_package
 from workshop.migrations import Migrations
 
@@ -57,6 +57,26 @@ async def test_a_read_costs_three_round_trips_and_pre_ping_three_more(
     finally:
         await engine.dispose()
     assert len(sent) == expected, sent
+
+
+async def test_a_fetchrow_through_asyncpgs_pool_is_two_round_trips(server: Server) -> None:
+    """performance, "Round trips": on a bare connection, a fetchrow whose statement is cached
+    is one round trip; through asyncpg's pool, giving the connection back is a second, the
+    reset query (advisory locks, cursors, LISTEN, settings)."""
+    sent: list[str] = []
+
+    async def log_queries(connection: asyncpg.Connection) -> None:
+        connection.add_query_logger(lambda query: sent.append(query.query))
+
+    dsn = libpq_dsn(server.url)
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=1, init=log_queries) as pool:
+        await pool.fetchrow("SELECT 1 AS one")  # prepares the statement: not counted
+        sent.clear()
+        await pool.fetchrow("SELECT 1 AS one")
+    assert sent == [
+        "SELECT 1 AS one",
+        "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+    ]
 
 
 @pytest.mark.parametrize("eager_defaults", [True, "auto"])
