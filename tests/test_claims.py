@@ -79,6 +79,39 @@ async def test_a_fetchrow_through_asyncpgs_pool_is_two_round_trips(server: Serve
     ]
 
 
+async def test_a_bulk_create_is_one_insert_from_numbered_values(
+    course: Course, server: Server
+) -> None:
+    """04-crud, "When to commit": SQLAlchemy 2.1 sends a bulk of items as one statement, not as
+    `INSERT ... VALUES (...), (...) RETURNING`: the rows numbered (sen_counter), inserted in
+    that order, and the id returned a second time, to sort what comes back onto the objects."""
+    package = load_package(course.step("04"), solution=True)
+    sent: list[str] = []
+    async with migrated_database(course.step("04"), server, "claims") as url:
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                items_in = [
+                    package.schemas.ItemCreate(name=f"lamp {n}", price="1") for n in range(3)
+                ]
+                items = await package.crud.create_items(session=session, items_in=items_in)
+        finally:
+            await engine.dispose()
+    (insert,) = [statement for statement in sent if statement.startswith("INSERT")]
+    assert insert.startswith(
+        "INSERT INTO items (name, description, price, attributes) SELECT p0::VARCHAR, "
+        "p1::VARCHAR, p2::NUMERIC(10, 2), p3::JSONB FROM (VALUES ($1::VARCHAR, $2::VARCHAR, "
+        "$3::NUMERIC(10, 2), $4::JSONB, 0), ($5::VARCHAR"
+    ), insert
+    assert insert.endswith(
+        ") AS imp_sen(p0, p1, p2, p3, sen_counter) ORDER BY sen_counter "
+        "RETURNING items.id, items.created_at, items.updated_at, items.id AS id__1"
+    ), insert
+    assert [item.name for item in items] == ["lamp 0", "lamp 1", "lamp 2"]
+    assert [item.id for item in items] == sorted(item.id for item in items)
+
+
 @pytest.mark.parametrize("eager_defaults", [True, "auto"])
 async def test_the_insert_returns_server_defaults_anyway_the_update_only_when_eager(
     course: Course, server: Server, eager_defaults: bool | str
