@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -126,18 +126,23 @@ async def invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 
 # --8<-- [start:allow]
-def allowed_methods(request: Request) -> str:
-    """Every method the app serves at the request's path, for a 405's Allow header.
+# The methods a 405's Allow header may name.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-    Starlette's router answers the 405 from the first route whose path matched, so it would
-    name that route's methods only: GET and POST /items are two routes, as are the GET, PATCH
-    and DELETE of /items/{item_id}.
+
+def allowed_methods(request: Request) -> str:
+    """Every method the app serves at the request's path: those a route takes there.
+
+    Starlette answers the 405 from the first route whose path matched, so its Allow header
+    names that route's methods only: GET and POST /items are two routes, as are the GET, PATCH
+    and DELETE of /items/{item_id}. Each route is asked instead, method by method.
     """
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods or set()
-    return ", ".join(sorted(methods))
+
+    def taken(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
+
+    return ", ".join(filter(taken, METHODS))
 
 
 async def http_error(request: Request, error: Exception) -> JSONResponse:

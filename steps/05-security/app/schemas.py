@@ -14,10 +14,13 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType  # typing's own from Python 3.12
 
 # Lists and objects nested deeper are refused: no real attribute comes close, and a few hundred
 # levels reach the limits of Pydantic's serializer and of Python's recursion (a 500).
@@ -48,12 +51,27 @@ def storable(value: Any, *, depth: int = 0) -> Any:
     return value
 
 
-Text = Annotated[str, AfterValidator(storable)]
-JSONObject = Annotated[dict[str, Any], AfterValidator(storable)]
+# What storable() refuses in a text, as /docs shows it (and clients generated from it): the NUL
+# character. storable() is still what checks it, with a clearer message. (Half a surrogate pair
+# no pattern can name: JSON Schema validators read text as Unicode, which has no such thing.)
+NUL = r"\u0000"
+STORABLE_TEXT = rf"^[^{NUL}]*$"
+Text = Annotated[str, AfterValidator(storable), Field(json_schema_extra={"pattern": STORABLE_TEXT})]
+# JSON whose every text, keys too, PostgreSQL can hold: what /docs shows of attributes. (Its
+# depth it cannot show: JSON Schema has no word for it.) A name of its own makes a key's schema
+# `propertyNames`, which binds every key, where a pattern would bind only the keys it matches.
+JSONText = TypeAliasType("JSONText", Text)
+JSONValue = TypeAliasType(
+    "JSONValue",
+    "JSONText | int | float | bool | list[JSONValue] | dict[JSONText, JSONValue] | None",
+)
+JSONObject = Annotated[
+    dict[str, Any], BeforeValidator(storable, json_schema_input_type=dict[JSONText, JSONValue])
+]
 
 # The search column's tsvector holds at most 1 MB (PostgreSQL refuses a larger one: a 500);
 # 10,000 characters keep any description far below it.
-Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(storable)]
+Description = Annotated[Text, StringConstraints(max_length=10_000)]
 
 # FastAPI parses a body with json.loads: a JSON number is a float before any validator sees it,
 # and 0.10000000000000000001 is already 0.1. So a price travels as a string, read digit by digit.
@@ -72,14 +90,23 @@ def sent_as_text(price: Any) -> Any:
     return price
 
 
-# What /docs shows of a price, and what clients and fuzzers generate from: never a number.
-PriceText = Annotated[str, Field(pattern=PRICE_TEXT, examples=["9.99"])]
+# What /docs shows of a price, and what clients and fuzzers generate from: never a number, and
+# only the digits Numeric(10, 2) holds, 8 before the point and 2 after (more zeros around: 007.50).
+PRICE_DIGITS = r"^0*[0-9]{1,8}(\.[0-9]{1,2}0*)?$"
+PriceText = Annotated[str, Field(pattern=PRICE_DIGITS, examples=["9.99"])]
 
+# What /docs shows of a name: 1 to 100 characters, and any whitespace around them (the characters
+# Pydantic strips, Unicode's White_Space), with no NUL anywhere.
+SPACE = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NAME_TEXT = rf"^[{SPACE}]*[^{SPACE}{NUL}]([^{NUL}]{{0,98}}[^{SPACE}{NUL}])?[{SPACE}]*$"
+NAME_RULE = "1 to 100 characters once the whitespace around them is stripped"
 # String(100), and never blank: surrounding spaces are stripped before the length is checked.
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(storable),
+    # /docs: maxLength would count the spaces that are stripped; NAME_TEXT says it as a pattern.
+    WithJsonSchema({"type": "string", "pattern": NAME_TEXT, "description": NAME_RULE}),
 ]
 # Numeric(10, 2) and price >= 0: at most 10 digits, 2 of them after the point. Never a float,
 # so sent_as_text runs before Pydantic turns a JSON number into a Decimal.
@@ -113,10 +140,12 @@ class ItemUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    # None stands for "not sent" (exclude_unset); a null sent is refused below, so /docs
+    # shows no null for these three (SkipJsonSchema), while description may be null.
+    name: Name | SkipJsonSchema[None] = None
     description: Description | None = None
-    price: Price | None = None
-    attributes: JSONObject | None = None
+    price: Price | SkipJsonSchema[None] = None
+    attributes: JSONObject | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def required_fields_are_not_null(self) -> Self:
