@@ -28,25 +28,32 @@ def target_metadata() -> MetaData:
     return config.attributes.get("target_metadata") or package("models").Base.metadata
 
 
+def as_the_owner() -> None:
+    """Tables are created and altered by their owner, never by the app's role.
+
+    LOCAL, inside the migrations' transaction: a SET before it would open a transaction that
+    Alembic takes for the caller's, and never commits (every migration then lost).
+    """
+    if owner := config.get_main_option("owner_role"):
+        context.execute(f'SET LOCAL ROLE "{owner}"')
+
+
 def run_migrations_offline() -> None:
-    """`alembic upgrade head --sql`: print the SQL instead of running it."""
+    """`alembic upgrade head --sql`: print the SQL instead of running it (the same SQL)."""
     context.configure(
         url=package("config").Settings().database_url.get_secret_value(),
         target_metadata=target_metadata(),
         literal_binds=True,
     )
     with context.begin_transaction():
+        as_the_owner()
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata())
     with context.begin_transaction():
-        if owner := config.get_main_option("owner_role"):
-            # Tables are created and altered by their owner, never by the app's role. LOCAL,
-            # inside the migrations' transaction: a SET before it would open a transaction that
-            # Alembic takes for the caller's, and never commits (every migration then lost).
-            connection.exec_driver_sql(f'SET LOCAL ROLE "{owner}"')
+        as_the_owner()
         context.run_migrations()
 
 
