@@ -50,6 +50,7 @@ def storable(value: Any, *, depth: int = 0) -> Any:
     return value
 
 
+# --8<-- [start:in-docs]
 # What storable() refuses in a text, as /docs shows it (and clients generated from it): the NUL
 # character. storable() is still what checks it, with a clearer message. (Half a surrogate pair
 # no pattern can name: JSON Schema validators read text as Unicode, which has no such thing.)
@@ -67,6 +68,7 @@ JSONValue = TypeAliasType(
 JSONObject = Annotated[
     dict[str, Any], BeforeValidator(storable, json_schema_input_type=dict[JSONText, JSONValue])
 ]
+# --8<-- [end:in-docs]
 # --8<-- [end:storable]
 
 # The search column's tsvector holds at most 1 MB (PostgreSQL refuses a larger one: a 500);
@@ -145,12 +147,14 @@ class ItemUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # --8<-- [start:update]
     # None stands for "not sent" (exclude_unset); a null sent is refused below, so /docs
     # shows no null for these three (SkipJsonSchema), while description may be null.
     name: Name | SkipJsonSchema[None] = None
     description: Description | None = None
     price: Price | SkipJsonSchema[None] = None
     attributes: JSONObject | SkipJsonSchema[None] = None
+    # --8<-- [end:update]
 
     # --8<-- [start:not-null]
     @model_validator(mode="after")
