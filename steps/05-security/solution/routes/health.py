@@ -3,12 +3,12 @@
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..db import EngineDep, SessionDep
+from ..db import EngineDep, SessionDep, turn_for_a_connection
 from ..errors import DATABASE_DOWN
 
 logger = logging.getLogger(__name__)
@@ -58,10 +58,14 @@ def pool_figures(engine: AsyncEngine) -> PoolFigures:
 
 
 @router.get("/health/db", responses={503: {"model": DatabaseHealth}})
-async def database_health(engine: EngineDep, response: Response) -> DatabaseHealth:
+async def database_health(
+    request: Request, engine: EngineDep, response: Response
+) -> DatabaseHealth:
     """Say whether PostgreSQL answers, with the connection pool's figures."""
     try:
-        async with engine.connect() as connection:
+        # In the line, as every request: a connection taken beside it would be one that a
+        # request holding a turn then waits for, POOL_TIMEOUT more after its wait for the turn.
+        async with turn_for_a_connection(request.app.state), engine.connect() as connection:
             version = await connection.scalar(text("SHOW server_version"))
     except DATABASE_DOWN as exc:
         logger.warning("health check: PostgreSQL does not answer (%s)", type(exc).__name__)
