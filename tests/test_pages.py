@@ -13,9 +13,13 @@ from workshop.course import Course, Step
 
 
 def notebooks_hook(course: Course) -> ModuleType:
-    """hooks/notebooks.py, which MkDocs loads by its path, loaded the same way."""
+    return load_hook(course, "notebooks")
+
+
+def load_hook(course: Course, name: str) -> ModuleType:
+    """hooks/<name>.py, which MkDocs loads by its path, loaded the same way."""
     spec = importlib.util.spec_from_file_location(
-        "notebooks_hook", course.root / "hooks" / "notebooks.py"
+        f"{name}_hook", course.root / "hooks" / f"{name}.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -56,15 +60,40 @@ def test_the_notebook_page_shows_every_cell(a_step: Step, course: Course) -> Non
 
 
 def test_the_home_page_maps_every_step_with_its_time(course: Course) -> None:
+    """Each step's time is an estimate the docs build works out from the files (its marker,
+    never a figure typed in), and the page says what it rests on."""
+    durations = load_hook(course, "durations")
     page = (course.root / "docs" / "index.md").read_text(encoding="utf-8")
-    course_map = page.partition("## The course map")[2].partition("\n## ")[0]
-    for step in course.steps:
-        row = re.search(
-            rf"^\| \[[^]]+\]\(steps/{step.name}\.md\) \|.*\| ([^|]+) \|$", course_map, re.M
-        )
-        assert row, f"{step.name} is not in the course map"
-        assert re.search(r"\d+ ?(h|min)", row[1]), f"{step.name} has no time: {row[1]!r}"
-    assert "estimates" in course_map
+    built = durations.fill(page, course.root)
+    assert "<!-- estimate" not in built
+    for text, marked in ((page, True), (built, False)):
+        course_map = text.partition("## The course map")[2].partition("\n## ")[0]
+        for step in course.steps:
+            row = re.search(
+                rf"^\| \[[^]]+\]\(steps/{step.name}\.md\) \|.*\| ([^|]+) \|$", course_map, re.M
+            )
+            assert row, f"{step.name} is not in the course map"
+            if marked:
+                assert row[1].strip() == f"<!-- estimate: steps/{step.name}.md -->", row[1]
+            else:
+                assert re.fullmatch(r"about (\d+ h( \d\d)?|\d+ min)", row[1].strip()), row[1]
+    assert "estimates" in built and durations.BASIS in built
+
+
+def test_an_estimate_counts_the_prose_the_exercises_and_the_demonstrations(
+    course: Course,
+) -> None:
+    durations = load_hook(course, "durations")
+    assert durations.words("One two three.\n\n```python\nnot = counted\n```\n") == 3
+    step = course.step("04")
+    page = f"steps/{step.name}.md"
+    reading = durations.words((course.root / "docs" / page).read_text(encoding="utf-8"))
+    expected = reading / durations.WORDS_PER_MINUTE
+    expected += durations.MINUTES_PER_EXERCISE * len(step.exercises)
+    notebook = json.loads((course.root / "notebooks" / f"{step.name}.ipynb").read_text("utf-8"))
+    cells = sum(cell["cell_type"] == "code" for cell in notebook["cells"])
+    expected += durations.MINUTES_PER_DEMONSTRATION * cells
+    assert durations.minutes(course.root, page) == round(expected / 5) * 5
 
 
 def test_the_home_pages_picture_is_a_small_png(course: Course) -> None:
