@@ -1,5 +1,6 @@
 -- wrk script: the benchmark's four requests, chosen by the first argument after `--`:
---   get <count>       GET /items/{id}, an id drawn at random from 1 to count
+--   get <count> <step> GET /items/{id}, id = n * step for an n drawn at random from 1 to count
+--                     (step 05's bench account owns one item in `step`: ids step, 2 * step, ...)
 --   list              GET /items?limit=20, the first page
 --   create <tag>      POST /items, a new name every time (the tag keeps runs apart)
 --   search <words>    GET /items?q=<one of the words>, drawn at random
@@ -21,6 +22,7 @@ function init(args)
     words[#words + 1] = args[i]
   end
   count = tonumber(args[2])
+  stride = tonumber(args[3]) or 1
   sent = 0
   math.randomseed(os.time() + thread_id * 7919)
   local token = os.getenv("BENCH_TOKEN")
@@ -34,7 +36,7 @@ end
 
 function request()
   if kind == "get" then
-    return wrk.format("GET", "/items/" .. math.random(1, count))
+    return wrk.format("GET", "/items/" .. math.random(1, count) * stride)
   elseif kind == "list" then
     return wrk.format("GET", "/items?limit=20")
   elseif kind == "create" then

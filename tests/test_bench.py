@@ -7,13 +7,18 @@ import os
 import shutil
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from workshop import bench
 from workshop.cli import app
 from workshop.course import Course
-from workshop.database import Server, drop_database, run_sync
+from workshop.database import Server, drop_database, libpq_dsn, run_sync
+from workshop.loader import load_package
+
+from .faults import migrated_database
 
 
 @pytest.mark.exhaustive
@@ -60,3 +65,31 @@ def test_an_unknown_variant_is_named(course: Course, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(app, ["bench", "--variants", "raw,fast"])
     assert result.exit_code == 2
     assert "There is no variant 'fast'" in result.output
+
+
+@pytest.mark.exhaustive  # 100,000 rows copied: seconds
+async def test_step_05s_bench_account_owns_one_item_in_share(
+    course: Course, server: Server
+) -> None:
+    """A table of many users, as in production: the bench account's items (ids SHARE,
+    2 * SHARE, ..., those wrk asks for) among other accounts' items, made in turn; and a
+    second seed finds the table as the first left it."""
+    step = course.step("05")
+    hash_password = load_package(step, solution=True).security.password_hash.hash
+    async with migrated_database(step, server, "bench") as url:
+        password, share = await bench.seed(make_url(url), hash_password)
+        assert (await bench.seed(make_url(url), hash_password))[1] == share
+        connection = await asyncpg.connect(libpq_dsn(make_url(url)))
+        try:
+            rows = await connection.fetch(
+                "SELECT u.email, count(*) AS items, bool_and(i.id % $1 = 0) AS every_nth "
+                "FROM items i JOIN users u ON u.id = i.owner_id GROUP BY u.email",
+                share,
+            )
+        finally:
+            await connection.close()
+    owners = {row["email"]: (row["items"], row["every_nth"]) for row in rows}
+    assert password and share == bench.SHARE > 1
+    assert owners.pop(bench.BENCH_EMAIL) == (bench.ITEMS, True)
+    assert len(owners) == share - 1
+    assert {items for items, _ in owners.values()} == {bench.ITEMS}

@@ -1,10 +1,11 @@
-"""`workshop bench`: the step 04 and 05 references under load, beside two baselines.
+"""`workshop bench`: the step 04 and 05 references under load, beside four baselines.
 
 Each variant is served by uvicorn (one worker, 127.0.0.1, no access log) on a database of the
-benchmark's own with 10,000 items, and loaded by wrk: a load generator written in C, so the
-client never competes with the app for Python's interpreter. Every round starts every variant
-afresh and loads them one after the other, in an order that rotates from round to round, so
-a machine that gets busier hits them all alike; the figures are the rounds' medians.
+benchmark's own with 10,000 items to ask for (in step 05's, among other accounts' items), and
+loaded by wrk: a load generator written in C, so the client never competes with the app for
+Python's interpreter. Every round starts every variant afresh and loads them one after the
+other, in an order that rotates from round to round, so a machine that gets busier hits them
+all alike; the figures are the rounds' medians.
 """
 
 from __future__ import annotations
@@ -53,14 +54,18 @@ from .serving import free_port
 from .step_databases import step_database_names
 
 ITEMS = 10_000
+# Where there are users (step 05), the bench account owns one item in SHARE, as one user of
+# many would: the other accounts own the rest, in between (ITEMS * SHARE items in all).
+SHARE = 10
 DATABASE = "workshop_bench"  # + "_04", "_05": one database per step's schema
 REQUESTS = {"get": "GET one", "list": "list", "create": "create", "search": "search"}
 INSTALL_WRK = (
     "The benchmark needs wrk, a load generator: install it with `sudo apt-get install wrk` "
     "(Debian, Ubuntu) or `brew install wrk` (macOS)."
 )
-# The step 05 variant's account: it owns every item, and logs in once per round.
+# The step 05 variant's account: it logs in once per round. The others own items, no more.
 BENCH_EMAIL = "bench@workshop.invalid"
+OTHER_EMAIL = "other-{}@workshop.invalid"
 # Three of these words describe each item; each search word matches about 300 items of 10,000.
 VOCABULARY = (
     "amber anchor apple arrow badge basket beacon bell blanket bottle bridge brush bucket "
@@ -121,6 +126,7 @@ class Options:
     connections: int = 32
     variants: tuple[str, ...] = tuple(VARIANTS)
     quick: bool = False
+    requests: tuple[str, ...] = tuple(REQUESTS)
 
     @classmethod
     def make(
@@ -131,12 +137,17 @@ class Options:
         duration: int | None = None,
         connections: int = 32,
         variants: list[str] | None = None,
+        requests: list[str] | None = None,
     ) -> Options:
         """The defaults (2 rounds of 8 s), or quick ones (1 round of 1 s, no warm-up)."""
         keys = tuple(dict.fromkeys(variants or VARIANTS))
         for key in keys:
             if key not in VARIANTS:
                 raise UnknownName(f"There is no variant {key!r}: they are {', '.join(VARIANTS)}.")
+        kinds = tuple(dict.fromkeys(requests or REQUESTS))
+        for kind in kinds:
+            if kind not in REQUESTS:
+                raise UnknownName(f"There is no request {kind!r}: they are {', '.join(REQUESTS)}.")
         return cls(
             rounds=rounds or (1 if quick else 2),
             duration=duration or (1 if quick else 8),
@@ -144,6 +155,7 @@ class Options:
             connections=connections,
             variants=keys,
             quick=quick,
+            requests=kinds,
         )
 
     @property
@@ -199,51 +211,77 @@ class BenchDatabase:
     url: URL  # as the administrator: seeding and cleaning up
     app_url: str  # as the step's app connects (from step 05 on, its own role)
     password: str | None  # the bench account's, where the schema has users
+    share: int = 1  # the bench's items are ids share, 2 * share, ... (ITEMS * share in all)
+
+    @property
+    def rows(self) -> int:
+        return ITEMS * self.share
 
 
-def item_rows(owner_id: int | None) -> Iterator[tuple[Any, ...]]:
+def item_rows(owners: list[int | None]) -> Iterator[tuple[Any, ...]]:
+    """ITEMS items for each owner, the owners' items in turn: item n of the last owner is
+    id n * len(owners) (None: a table without owners)."""
     for n in range(1, ITEMS + 1):
         # n * k covers every word once per len(WORDS) items, for each k prime to it.
         a, b, c = (WORDS[n * k % len(WORDS)] for k in (1, 7, 31))
         attributes = json.dumps({"color": COLORS[n % len(COLORS)], "size": n % 10})
         row = (f"Item {n:05d}", f"A {a} {b} for the {c}.", Decimal(n % 50_000) / 100, attributes)
-        yield (*row, owner_id) if owner_id is not None else row
+        for owner_id in owners:
+            yield (*row, owner_id) if owner_id is not None else row
 
 
-async def seed(url: URL, hash_password: Callable[[str], str] | None) -> str | None:
-    """10,000 items, written afresh unless they are as the benchmark left them; where there
-    are users, the bench account owns them all and gets a new password (returned)."""
+async def account(connection: asyncpg.Connection, email: str, hashed: str, active: bool) -> int:
+    return int(
+        await connection.fetchval(
+            "INSERT INTO users (email, hashed_password, is_active) VALUES ($1, $2, $3) "
+            "ON CONFLICT (email) DO UPDATE SET hashed_password = excluded.hashed_password, "
+            "is_active = excluded.is_active RETURNING id",
+            email,
+            hashed,
+            active,
+        )
+    )
+
+
+async def seed(url: URL, hash_password: Callable[[str], str] | None) -> tuple[str | None, int]:
+    """ITEMS items, written afresh unless they are as the benchmark left them. Where there are
+    users, the bench account gets a new password (returned) and owns one item in SHARE, ids
+    SHARE, 2 * SHARE, ...; accounts nobody logs in to own the others. Also returns the share."""
     connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
     try:
-        owner_id = password = None
+        owners: list[int | None] = [None]
+        password = None
         if hash_password is not None:
             password = secrets.token_urlsafe(16)
-            owner_id = await connection.fetchval(
-                "INSERT INTO users (email, hashed_password) VALUES ($1, $2) ON CONFLICT (email) "
-                "DO UPDATE SET hashed_password = excluded.hashed_password, is_active = true "
-                "RETURNING id",
-                BENCH_EMAIL,
-                await asyncio.to_thread(hash_password, password),
-            )
+            hashed = await asyncio.to_thread(hash_password, password)
+            # "!" is no Argon2 hash: no password opens the other accounts.
+            others = [
+                await account(connection, OTHER_EMAIL.format(n), "!", False)
+                for n in range(1, SHARE)
+            ]
+            owners = [*others, await account(connection, BENCH_EMAIL, hashed, True)]
+        rows = ITEMS * len(owners)
         # What a run stopped half-way through created.
-        await connection.execute("DELETE FROM items WHERE id > $1", ITEMS)
+        await connection.execute("DELETE FROM items WHERE id > $1", rows)
         count, last = await connection.fetchrow("SELECT count(*), max(id) FROM items")
-        strangers = owner_id is not None and await connection.fetchval(
-            "SELECT count(*) FROM items WHERE owner_id <> $1", owner_id
+        misplaced = owners[-1] is not None and await connection.fetchval(
+            "SELECT count(*) FROM items WHERE (owner_id = $1) <> (id % $2 = 0)",
+            owners[-1],
+            len(owners),
         )
-        if (count, last) != (ITEMS, ITEMS) or strangers:
+        if (count, last) != (rows, rows) or misplaced:
             columns = ["name", "description", "price", "attributes"]
-            columns += ["owner_id"] if owner_id is not None else []
+            columns += ["owner_id"] if owners[-1] is not None else []
             async with connection.transaction():
-                # RESTART IDENTITY: the items are 1 to 10,000, the ids wrk asks for.
+                # RESTART IDENTITY: the ids are 1 to rows, and the bench's are those wrk asks for.
                 await connection.execute("TRUNCATE items RESTART IDENTITY")
                 await connection.copy_records_to_table(
-                    "items", records=item_rows(owner_id), columns=columns
+                    "items", records=item_rows(owners), columns=columns
                 )
             await connection.execute("ANALYZE items")
     finally:
         await connection.close()
-    return password
+    return password, len(owners)
 
 
 async def prepare(server: Server, step: Step, name: str) -> BenchDatabase:
@@ -269,21 +307,22 @@ async def prepare(server: Server, step: Step, name: str) -> BenchDatabase:
         package = load_package(step, solution=True)
         has_users = hasattr(package.models, "User")
         hash_password = package.security.password_hash.hash if has_users else None
-        password = await seed(url, hash_password)
+        password, share = await seed(url, hash_password)
     except (SQLAlchemyError, asyncpg.PostgresError) as exc:
         raise WorkshopError(
             f"Preparing the benchmark's database {name} failed ({type(exc).__name__}): the "
             "server's user must be allowed to create databases and roles "
             f"(`{COMMAND} doctor` checks the server)."
         ) from exc
-    return BenchDatabase(url=url, app_url=migrations.app_url(url_text), password=password)
+    app_url = migrations.app_url(url_text)
+    return BenchDatabase(url=url, app_url=app_url, password=password, share=share)
 
 
-async def forget_created(url: URL) -> None:
-    """Delete what a POST load created, so every variant meets the same 10,000 rows."""
-    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
+async def forget_created(database: BenchDatabase) -> None:
+    """Delete what a POST load created, so every variant meets the same rows."""
+    connection = await asyncpg.connect(libpq_dsn(database.url), timeout=CONNECT_TIMEOUT)
     try:
-        await connection.execute("DELETE FROM items WHERE id > $1", ITEMS)
+        await connection.execute("DELETE FROM items WHERE id > $1", database.rows)
         await connection.execute("VACUUM items")
     finally:
         await connection.close()
@@ -376,13 +415,13 @@ async def log_in(served: Served, client: httpx.AsyncClient, password: str) -> st
     return str(answer.json()["access_token"])
 
 
-async def answers(served: Served, client: httpx.AsyncClient) -> dict[str, Any]:
+async def answers(served: Served, client: httpx.AsyncClient, share: int) -> dict[str, Any]:
     """Each request once, checked: a variant that answers an error is not benchmarked."""
     headers = {"Authorization": f"Bearer {served.token}"} if served.token else {}
     item = {"name": f"bench check {secrets.token_hex(4)}", "description": "A lamp."}
     item |= {"price": "12.50", "attributes": {"color": "red"}}
     sent = {
-        "get": ("GET", "/items/1", None),
+        "get": ("GET", f"/items/{share}", None),  # the bench's first item
         "list": ("GET", "/items?limit=20", None),
         "search": ("GET", f"/items?q={SEARCH_WORDS[0]}", None),
         "create": ("POST", "/items", item),
@@ -424,11 +463,11 @@ def same_answers(served: list[Served], bodies: dict[str, dict[str, Any]]) -> Non
 
 
 async def load(
-    served: Served, request: str, seconds: int, options: Options, script: Path
+    served: Served, request: str, seconds: int, options: Options, script: Path, share: int
 ) -> Figures:
     """wrk on one request for `seconds`; its figures."""
     arguments = {
-        "get": [str(ITEMS)],
+        "get": [str(ITEMS), str(share)],  # ids share, 2 * share, ...: the bench's items
         "list": [],
         "create": [secrets.token_hex(4)],  # new names, whatever earlier runs left
         "search": list(SEARCH_WORDS),
@@ -565,10 +604,15 @@ class Bench:
                 await wait_until_ready(one, self.client, seconds=90)
                 if (password := self.databases[one.variant.step].password) is not None:
                     one.token = await log_in(one, self.client, password)
-            bodies = {one.variant.key: await answers(one, self.client) for one in served}
+            bodies = {
+                one.variant.key: await answers(
+                    one, self.client, self.databases[one.variant.step].share
+                )
+                for one in served
+            }
             same_answers(sorted(served, key=lambda one: one.variant.step), bodies)
             for database in self.databases.values():
-                await forget_created(database.url)
+                await forget_created(database)
             for one in served:
                 await self.measure(one, number)
                 one.stop()
@@ -582,11 +626,11 @@ class Bench:
         database = self.databases[served.variant.step]
         script = self.course.root / "bench" / "requests.lua"
         if options.warmup:
-            for request in REQUESTS:
-                await load(served, request, options.warmup, options, script)
-            await forget_created(database.url)
-        for request in REQUESTS:
-            figures = await load(served, request, options.duration, options, script)
+            for request in options.requests:
+                await load(served, request, options.warmup, options, script, database.share)
+            await forget_created(database)
+        for request in options.requests:
+            figures = await load(served, request, options.duration, options, script, database.share)
             self.results.runs.setdefault((served.variant.key, request), []).append(figures)
             self.say(
                 f"round {number + 1}/{options.rounds} · {served.variant.label} · "
@@ -595,7 +639,7 @@ class Bench:
                 + (f", {figures.errors} errors" if figures.errors else "")
             )
             if request == "create":
-                await forget_created(database.url)
+                await forget_created(database)
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -623,7 +667,14 @@ def markdown(results: Results) -> str:
         "",
         results.machine,
         "",
-        f"One uvicorn worker per variant on 127.0.0.1, {ITEMS:,} items, "
+        f"One uvicorn worker per variant on 127.0.0.1, {ITEMS:,} items"
+        + (
+            f" (step 05's: the bench account's {ITEMS:,} of {ITEMS * SHARE:,}, one in {SHARE}, "
+            "other accounts' in between)"
+            if "05" in options.variants
+            else ""
+        )
+        + ", "
         f"`wrk -t{options.threads} -c{options.connections} -d{options.duration}s` per request"
         + (f" after {options.warmup} s of warm-up" if options.warmup else "")
         + f"; {options.rounds} round{'s' if options.rounds > 1 else ''}, the variants in a "
@@ -642,12 +693,24 @@ def markdown(results: Results) -> str:
         "",
         "Requests/s as a share of the raw limit's, then as a multiple of the sync baseline's.",
         "",
-        "| variant | " + " | ".join(REQUESTS.values()) + " |",
-        "|---|" + "---|" * len(REQUESTS),
+        "| variant | " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
+        "|---|" + "---|" * len(options.requests),
     ]
     for variant in variants:
-        cells = [percent_and_multiple(results, variant.key, r) for r in REQUESTS]
+        cells = [percent_and_multiple(results, variant.key, r) for r in options.requests]
         lines.append(f"| {variant.label} | " + " | ".join(cells) + " |")
+    if {"04", "05"} <= set(options.variants):
+        shares = [f"{results.ratio('05', r, '04'):.0%}" for r in options.requests]
+        lines += [
+            "",
+            "## Step 05 against step 04",
+            "",
+            "Requests/s of the step 05 reference as a share of step 04's (the aim: 70% or more).",
+            "",
+            "| " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
+            "|" + "---|" * len(options.requests),
+            "| " + " | ".join(shares) + " |",
+        ]
     lines += [
         "",
         "## Figures",
@@ -655,7 +718,8 @@ def markdown(results: Results) -> str:
         "| request | variant | requests/s | p50 (ms) | p99 (ms) | of the limit | x sync | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for request, title in REQUESTS.items():
+    for request in options.requests:
+        title = REQUESTS[request]
         for variant in variants:
             figures = results.median(variant.key, request)
             limit = results.ratio(variant.key, request, "raw")
@@ -671,10 +735,16 @@ def markdown(results: Results) -> str:
 
 def summary(results: Results) -> Table:
     """The first table of results.md, for the terminal."""
-    table = Table("variant", *REQUESTS.values(), title="Requests/s: share of the limit, x sync")
+    requests = results.options.requests
+    table = Table(
+        "variant", *(REQUESTS[r] for r in requests), title="Requests/s: share of the limit, x sync"
+    )
     for key in results.options.variants:
-        cells = (percent_and_multiple(results, key, request) for request in REQUESTS)
+        cells = (percent_and_multiple(results, key, request) for request in requests)
         table.add_row(Text(VARIANTS[key].label), *cells)
+    if {"04", "05"} <= set(results.options.variants):
+        shares = (f"{results.ratio('05', r, '04'):.0%}" for r in requests)
+        table.add_row(Text("step 05 as a share of step 04"), *shares)
     return table
 
 
@@ -693,12 +763,13 @@ def plot(results: Results, path: Path) -> None:
         ("p50_ms", "p50 latency, ms"),
         ("p99_ms", "p99 latency, ms"),
     )
+    requests = results.options.requests
     for ax, (metric, title) in zip(axes, metrics, strict=True):
         for i, variant in enumerate(variants):
-            values = [getattr(results.median(variant.key, r), metric) for r in REQUESTS]
-            positions = [n + (i - (len(variants) - 1) / 2) * width for n in range(len(REQUESTS))]
+            values = [getattr(results.median(variant.key, r), metric) for r in requests]
+            positions = [n + (i - (len(variants) - 1) / 2) * width for n in range(len(requests))]
             ax.bar(positions, values, width, label=variant.label)
-        ax.set_xticks(range(len(REQUESTS)), list(REQUESTS.values()))
+        ax.set_xticks(range(len(requests)), [REQUESTS[r] for r in requests])
         ax.set_title(title)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=len(variants))

@@ -459,6 +459,10 @@ def bench_command(
             help="Which, comma-separated: raw, fastapi, core, sync, 04, 05 (default: all)."
         ),
     ] = "",
+    requests: Annotated[
+        str,
+        typer.Option(help="Which, comma-separated: get, list, create, search (default: all)."),
+    ] = "",
     output: Annotated[
         Path | None,
         typer.Option(help="Where results.md and results.png go (docs/performance for the docs)."),
@@ -474,6 +478,7 @@ def bench_command(
         duration=duration,
         connections=connections,
         variants=[key.strip() for key in variants.split(",") if key.strip()],
+        requests=[kind.strip() for kind in requests.split(",") if kind.strip()],
     )
     results = bench.run(
         course, options, output=output, say=lambda line: console.print(line, markup=False)
