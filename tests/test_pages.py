@@ -3,11 +3,21 @@ the notebook pages that hooks/notebooks.py renders."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import re
 from pathlib import Path
 from types import ModuleType
+
+import fastapi
+import pydantic
+import pydantic_settings
+import sqlalchemy
+import sqlalchemy.exc
+import sqlalchemy.orm
+from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from workshop.course import Course, Step
 
@@ -36,6 +46,54 @@ def test_a_step_page_opens_with_its_goals_and_ends_with_a_recap(a_step: Step) ->
     assert sections[-1] == "Recap", f"the last section is {sections[-1]!r}"
     recap = text.rpartition("\n## Recap\n")[2]
     assert "**What you built:**" in recap and "**What to remember:**" in recap
+
+
+# Where the names of a Django table's last column may come from, besides the step's own code.
+LIBRARIES = (
+    sqlalchemy, sqlalchemy.exc, sqlalchemy.orm, sqlalchemy.Select, Result, AsyncSession,
+    pydantic, pydantic_settings, fastapi, asyncio,
+)  # fmt: skip
+COMMANDS = ("uv ", "uvicorn ", "alembic ")
+
+
+def test_a_step_page_maps_what_a_django_or_flask_developer_knows(a_step: Step) -> None:
+    """Near the top, before the first exercise: a short table from Django's (and Flask's) names
+    to this step's, which says where the course is stricter. The names in its last column are
+    the step's own, or SQLAlchemy's, Pydantic's, FastAPI's: a renamed function fails here."""
+    text = a_step.docs_page.read_text(encoding="utf-8")
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    assert "Coming from Django / Flask" in sections, "no 'Coming from Django / Flask' section"
+    first_exercise = next(i for i, s in enumerate(sections) if s.startswith("Exercise "))
+    assert sections.index("Coming from Django / Flask") < first_exercise, "it comes too late"
+    section = text.partition("\n## Coming from Django / Flask\n")[2].partition("\n## ")[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+    header, _, *body = rows  # the second is the |---| line
+    assert header[0].startswith("Django") and "Flask" in header[1], header
+    assert header[-1] == "In this course" and len(header) == 3, header
+    assert 6 <= len(body) <= 10, f"{len(body)} rows: keep the table short"
+    assert all(len(row) == 3 and all(row) for row in body), "a row without its three cells"
+    assert "stricter than" in section, "say where the course is stricter than Django/DRF"
+    code = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in [*a_step.solution_dir.rglob("*.py"), a_step.dir / "alembic.ini"]
+        if path.is_file()
+    )
+    known = set(re.findall(r"\w+", code))
+    for row in body:
+        for span in re.findall(r"`([^`]+)`", row[-1]):
+            if span.startswith(COMMANDS):
+                continue  # a command the page runs: the CLI's tests cover those
+            if span.endswith(".py"):
+                assert list(a_step.solution_dir.rglob(span)), f"{span}: no such file"
+                continue
+            for name in re.findall(r"[A-Za-z_]\w*", re.sub(r'"[^"]*"', "", span)):
+                found = name in known or name.lower() in known  # POOL_SIZE is pool_size
+                found = found or any(hasattr(library, name) for library in LIBRARIES)
+                assert found, f"`{span}`: {name} is not in the step's code"
 
 
 def test_a_step_page_links_its_rendered_notebook(a_step: Step, course: Course) -> None:
