@@ -189,12 +189,8 @@ BAD_QUERIES: list[dict[str, Any]] = [
     {"q": NUL},
     {"attr": "color"},
     {"attr": ":red"},
-    {"attr": "color:NaN"},
-    {"attr": "color:-Infinity"},
-    {"attr": "color:1e400"},
     {"attr": f"color:{NUL}"},
     {"attr": f"{NUL}:red"},
-    {"attr": "color:" + "[" * 40 + "]" * 40},
     *({"attr": payload.replace(":", "")} for payload in INJECTIONS),  # no colon: not key:value
     {"after": "not a cursor!"},
     {"after": ""},
@@ -510,9 +506,12 @@ async def test_unusual_text_and_injections_are_stored_exactly_as_sent(
                     failures.append(f"{text!r}: not exactly one row more")
             async with as_owner(served) as owner:
                 before = await fingerprint(owner)
-            for text in [*EDGE_TEXT, *INJECTIONS]:
+            # Not JSON that PostgreSQL holds, so an attr reads it as the text it is (NaN is no
+            # JSON, 1e400 no double, and json.loads gives up on 1,500 brackets).
+            not_json = ["NaN", "-Infinity", "1e400", "[" * 40 + "]" * 40, "[" * 1500 + "]" * 1500]
+            for text in [*EDGE_TEXT, *INJECTIONS, *not_json]:
                 key = text.replace(":", "")
-                for params in ({"q": text}, {"attr": f"color:{text}"}, {"attr": f"{key}:1"}):
+                for params in ({"q": text[:200]}, {"attr": f"color:{text}"}, {"attr": f"{key}:1"}):
                     response = await client.get("/items", params=params)
                     if response.status_code != 200:
                         failures.append(f"GET /items {params!r}: answered {response.status_code}")
