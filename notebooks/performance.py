@@ -150,7 +150,8 @@ display(Markdown(shown.read_text()))
 # The same "request" four ways: read one item by its id, each time with a connection from a
 # pool, as a route would:
 #
-# - **asyncpg `fetchrow`**: the driver alone, one statement, one round trip;
+# - **asyncpg `fetchrow`**: the driver alone, one statement: one round trip, and a second when
+#   the connection goes back to asyncpg's pool (its reset query, `RESET ALL` and the like);
 # - **Core `select`** on an `AsyncConnection`: SQLAlchemy adds a transaction (`BEGIN` and the
 #   `ROLLBACK` when the connection goes back: three round trips), its cached compiled statement
 #   and its result rows;
