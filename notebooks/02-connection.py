@@ -27,16 +27,29 @@
 # 4. see what the app answers when that happens: a 503;
 # 5. break a connection during a request, and see which session dependency survives it;
 # 6. time queries on a pool against a new connection per query.
+#
+# Then, for the page *Async Python and SQLAlchemy sessions, for web developers*, you will:
+#
+# - watch a blocking call stop the event loop, and `asyncio.to_thread` free it (section 7);
+# - see a plain `def` route run in FastAPI's thread pool, and that pool fill up (8);
+# - see why one process needs a connection for each request in a transaction (9);
+# - watch a session send nothing at `add()`, an `INSERT` at the flush, and make it visible at
+#   the commit, and see what `expire_on_commit=False` is for (10);
+# - meet `MissingGreenlet` on a lazy load, and load the relationship with `selectinload` (11).
 
 # %%
 import asyncio
+import threading
 import time
 from contextlib import AsyncExitStack
 
+import anyio.to_thread
 import matplotlib.pyplot as plt
-from sqlalchemy import text
+from sqlalchemy import ForeignKey, MetaData, event, select, text
+from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 from sqlalchemy.pool import NullPool
 
 from workshop.course import Course
@@ -387,14 +400,387 @@ plt.show()
 # Your figures depend on your machine; the order of the bars should not.
 
 # %% [markdown]
-# ## 7. Close everything
+# ## 7. One event loop: what waits, and what blocks it
 #
-# An engine's pool keeps connections open on the server until it is disposed. Dispose of every
-# engine you built, then check that none of this notebook's connections is left (the app's
-# engine was disposed by its lifespan, when `serve()` ended).
+# Sections 7 to 11 are the demonstrations of the page *Async Python and SQLAlchemy sessions,
+# for web developers*, which comes before step 02 in the course.
+#
+# Under gunicorn's sync workers, a Django or Flask process serves one request at a time: a call
+# that blocks holds up that one request. Here one process, on one thread, runs an **event loop**
+# that serves every request at once: each `await` hands the loop to another request until what
+# it waits for is ready. A call that blocks without an `await` holds up every request.
+#
+# An app of step 02, with four routes that each wait 0.2 s, in four ways. The routes answer
+# with the name of the thread their own code ran on.
 
 # %%
-for disposable in (engine, *engines.values()):
+WAIT = 0.2  # seconds: a slow query, or a call to another service
+loop_app = solution.main.create_app(
+    settings.model_copy(update={"pool_size": 5, "max_overflow": 0, "app_name": "notebook-02-loop"})
+)
+
+
+# --8<-- [start:four-routes]
+@loop_app.get("/awaited")
+async def awaited(session: solution.db.SessionDep) -> str:
+    # PostgreSQL waits; the route awaits it, and the loop serves other requests meanwhile.
+    await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": WAIT})
+    return threading.current_thread().name
+
+
+@loop_app.get("/blocking")
+async def blocking() -> str:
+    # Any call that waits without an await: requests.get, boto3, psycopg2, a sync SDK.
+    time.sleep(WAIT)  # noqa: ASYNC251 (ruff's ASYNC rules catch this one: here it is on purpose)
+    return threading.current_thread().name
+
+
+@loop_app.get("/to-thread")
+async def to_thread() -> str:
+    # The same blocking call, run in a thread; the route awaits its end.
+    await asyncio.to_thread(time.sleep, WAIT)
+    return threading.current_thread().name
+
+
+@loop_app.get("/plain-def")
+def plain_def() -> str:
+    # A plain def: FastAPI runs the whole route in its thread pool.
+    time.sleep(WAIT)
+    return threading.current_thread().name
+
+
+# --8<-- [end:four-routes]
+
+# %% [markdown]
+# `at_once()` sends requests to a route all at once, and measures two things: how long they all
+# took, and the longest the event loop stopped meanwhile. A task that asks to wake up every
+# millisecond measures the second: while the loop is held, it cannot wake up.
+
+
+# %%
+async def at_once(client, path: str, requests: int) -> tuple[float, float, set[str]]:
+    """Seconds for `requests` requests sent at once, the event loop's longest stop meanwhile
+    (in ms), and the threads that the route's code ran on."""
+    stops, done = [], asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            stops.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    started = time.perf_counter()
+    responses = await asyncio.gather(*(client.get(path) for _ in range(requests)))
+    took = time.perf_counter() - started
+    done.set()
+    await ticker
+    for response in responses:
+        response.raise_for_status()
+    return took, max(stops) * 1000, {response.json() for response in responses}
+
+
+async with serve(loop_app) as client:
+    await at_once(client, "/awaited", 5)  # warm up: the pool opens its 5 connections
+    print(f"{'5 requests at once':<20}{'took':>8}{'the loop stopped':>20}   the route ran on")
+    for path in ("/awaited", "/blocking", "/to-thread", "/plain-def"):
+        took, stopped, threads = await at_once(client, path, 5)
+        print(f"{path:<20}{took:>6.2f} s{stopped:>15.0f} ms   {', '.join(sorted(threads))}")
+
+# %% [markdown]
+# Read the rows:
+#
+# - **`/awaited`**: five requests take about as long as one. The five waits happen at the same
+#   time, in PostgreSQL, and the loop never stops for long.
+# - **`/blocking`**: five requests take five times as long. The loop stops while each
+#   `time.sleep` runs, and here the five ran one after the other: for that long no other request
+#   of the process moved, not even a `/health` from a load balancer. Nothing fails: the app is
+#   only slow, and slower the more requests it serves.
+# - **`/to-thread`**: `asyncio.to_thread` runs the blocking call in another thread, and the
+#   route awaits its end. The route's own code still runs on the loop (`MainThread`).
+# - **`/plain-def`**: FastAPI runs a route declared with a plain `def` in a thread of its own
+#   pool (`AnyIO worker thread`). Blocking there holds up one thread, not the loop.
+
+# %% [markdown]
+# ## 8. A plain `def` route: FastAPI's thread pool
+#
+# A plain `def` route is how a sync library stays usable in an async app. The threads are
+# limited: FastAPI lends at most 40 at once, by default. Send more requests than that at once,
+# and the rest wait for a thread.
+
+# %%
+limiter = anyio.to_thread.current_default_thread_limiter()
+print("threads for plain def routes:", limiter.total_tokens)
+async with serve(loop_app) as client:
+    for requests in (40, 80):
+        took, _, _ = await at_once(client, "/plain-def", requests)
+        print(f"{requests} requests at once to /plain-def: {took:.2f} s")
+
+# %% [markdown]
+# Forty requests take about one wait, eighty about two: the first forty hold every thread.
+# `asyncio.to_thread` has a pool of its own, smaller still: `min(32, CPUs + 4)` threads.
+#
+# A plain `def` route cannot `await`, so it cannot use the app's `AsyncSession`. In this course
+# every route that reaches the database is `async def`, and awaits every query.
+
+# %% [markdown]
+# ## 9. One process, many requests: a connection each
+#
+# A gunicorn sync worker serves one request at a time, so one database connection is enough for
+# it: Django keeps it open between requests with `CONN_MAX_AGE`. One async process serves many
+# requests at once, and a request holds a connection for as long as its session has a
+# transaction open: from its first query to its commit, or to the end of the request. Even while
+# it awaits something else.
+#
+# The route below queries, then waits 0.1 s for something that is not the database (another
+# service, say). Ten requests at once, on pools of 1, 5 and 10 connections; then ten one after
+# the other, as a sync worker serves them.
+
+
+# %%
+# --8<-- [start:hold]
+async def hold(session: solution.db.SessionDep) -> int:
+    """A request in a transaction: a query, then a wait for something else."""
+    # The first query begins the transaction: from now on the connection is this session's.
+    pid = await session.scalar(text("SELECT pg_backend_pid()"))
+    await asyncio.sleep(0.1)  # the transaction is still open: the connection stays taken
+    return pid
+
+
+# --8<-- [end:hold]
+
+
+async def ten_requests(pool_size: int, *, together: bool = True) -> tuple[float, int]:
+    """Seconds for 10 requests to `hold`, and how many connections served them."""
+    pooled = settings.model_copy(
+        update={
+            "pool_size": pool_size,
+            "max_overflow": 0,
+            "pool_timeout": 30,  # wait for a connection rather than fail: we count the wait
+            "app_name": "notebook-02-pool",
+        }
+    )
+    app = solution.main.create_app(pooled)
+    app.get("/hold")(hold)
+    async with serve(app) as client:
+        await asyncio.gather(*(client.get("/hold") for _ in range(pool_size)))  # open the pool
+        started = time.perf_counter()
+        if together:
+            responses = await asyncio.gather(*(client.get("/hold") for _ in range(10)))
+        else:
+            responses = [await client.get("/hold") for _ in range(10)]
+        took = time.perf_counter() - started
+    return took, len({response.json() for response in responses})
+
+
+for pool_size in (1, 5, 10):
+    took, connections = await ten_requests(pool_size)
+    print(f"10 at once, a pool of {pool_size:>2}: {took:.2f} s, on {connections} connection(s)")
+took, connections = await ten_requests(1, together=False)
+print(f"10 one after the other, a pool of 1: {took:.2f} s, on {connections} connection(s)")
+
+# %% [markdown]
+# With one connection, the ten requests at once take as long as ten one after the other: each
+# waits in the pool for the one before it to finish its transaction, though PostgreSQL has no
+# work to do. With a connection each, they take about as long as one. That is why one process
+# of this app has a pool of `POOL_SIZE + MAX_OVERFLOW` connections (20 + 10): it is how many of
+# its requests can be in a transaction at once. The next one waits in the pool, for at most
+# `POOL_TIMEOUT`, then gets a 503 (section 3). And it is why a request should not keep its
+# transaction open while it awaits something slow that is not the database.
+
+# %% [markdown]
+# ## 10. A session is not `save()`
+#
+# In Django, `author.save()` sends its `INSERT` at once, and, outside `atomic()`, commits it at
+# once. A SQLAlchemy session is a **unit of work**: `session.add()` only puts the object in the
+# session. The session sends what changed at a **flush**, inside its transaction, and makes it
+# visible to everyone else at the **commit**. A session closed without a commit rolls back:
+# nothing it sent is kept.
+#
+# Two tables of the notebook's own, in a schema that section 12 drops: authors and their books.
+
+
+# %%
+class Base(DeclarativeBase):
+    metadata = MetaData(schema="notebook_02")
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    books: Mapped[list["Book"]] = relationship(back_populates="author")
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str]
+    author_id: Mapped[int] = mapped_column(ForeignKey(Author.id))
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+store = solution.db.create_engine(settings.model_copy(update={"app_name": "notebook-02-store"}))
+async with store.begin() as connection:
+    await connection.execute(text("DROP SCHEMA IF EXISTS notebook_02 CASCADE"))
+    await connection.execute(text("CREATE SCHEMA notebook_02"))
+    await connection.run_sync(Base.metadata.create_all)
+
+# As step 02's lifespan makes it: objects keep their values after a commit.
+Session = async_sessionmaker(store, expire_on_commit=False)
+
+# %% [markdown]
+# `after(step)` prints what the session sent since the step before (each statement's first
+# words, and where its transactions begin and end), and how many authors *another* connection,
+# the observer's, can see: only what is committed.
+
+# %%
+sent: list[str] = []
+
+
+def first_words(conn, cursor, statement: str, *args) -> None:
+    words = statement.split()
+    if words[0] == "SELECT":
+        sent.append("SELECT ... FROM " + words[words.index("FROM") + 1])
+    else:
+        sent.append(" ".join(words[:3]))
+
+
+for name, listener in [
+    ("before_cursor_execute", first_words),
+    ("begin", lambda *args: sent.append("BEGIN")),
+    ("commit", lambda *args: sent.append("COMMIT")),
+    ("rollback", lambda *args: sent.append("ROLLBACK")),
+]:
+    event.listen(store.sync_engine, name, listener)
+
+
+async def after(step: str) -> None:
+    async with observer.connect() as connection:
+        seen = await connection.scalar(text("SELECT count(*) FROM notebook_02.authors"))
+    print(f"{step:<18} others see {seen} author(s); sent: {'; '.join(sent) or 'nothing'}")
+    sent.clear()
+
+
+# %%
+# --8<-- [start:flush-commit]
+async with Session() as session:
+    ursula = Author(name="Ursula K. Le Guin")
+    session.add(ursula)  # Django's save() would send the INSERT here; add() sends nothing
+    await after("add()")
+    await session.flush()  # the INSERT, in the session's transaction: not committed yet
+    await after("flush()")
+    await session.commit()  # now it is written, and everyone sees it
+    await after("commit()")
+# --8<-- [end:flush-commit]
+
+# %% [markdown]
+# After `flush()` the row exists in the session's transaction (the author already has an id:
+# `RETURNING` brought it back), but the other connection does not see it. Only the commit
+# makes it visible. A commit flushes first, so most code never calls `flush()` itself; it is for
+# when you need what the database assigns (an id) before the commit.
+#
+# The session collects changes until the flush: here an author renamed and two books added,
+# sent together at the commit, in the order the foreign key needs. And an author flushed but
+# never committed: the session closes, rolls back, and the row is gone.
+
+# %%
+# --8<-- [start:unit-of-work]
+async with Session() as session:
+    ursula = await session.get(Author, ursula.id)
+    ursula.name = "Ursula Le Guin"  # an attribute changed: nothing is sent
+    session.add_all(
+        [Book(title="The Dispossessed", author=ursula), Book(title="Lavinia", author=ursula)]
+    )
+    await after("changes made")
+    await session.commit()  # the flush sends every change, then the transaction commits
+    await after("commit()")
+
+async with Session() as session:
+    session.add(Author(name="Never committed"))
+    await session.flush()
+    await after("flush()")
+await after("closed, no commit")  # the session rolled back as it closed
+# --8<-- [end:unit-of-work]
+
+# %% [markdown]
+# **`expire_on_commit=False`, and why.** By default a commit *expires* every object of the
+# session: it forgets their values, and the next read of an attribute loads them again with a
+# `SELECT`. In async code that read is not an `await`, so SQLAlchemy cannot send the query, and
+# raises `MissingGreenlet` instead. Step 02's session factory keeps the values.
+
+# %%
+# --8<-- [start:expire-on-commit]
+Forgetful = async_sessionmaker(store)  # expire_on_commit=True, SQLAlchemy's default
+async with Forgetful() as session:
+    octavia = Author(name="Octavia E. Butler")
+    session.add(octavia)
+    await session.commit()
+    try:
+        print("the default, after the commit:", octavia.name)
+    except MissingGreenlet as error:
+        print("the default, after the commit:", type(error).__name__)
+
+async with Session() as session:  # expire_on_commit=False
+    jemisin = Author(name="N. K. Jemisin", books=[Book(title="The Fifth Season")])
+    session.add(jemisin)
+    await session.commit()
+    print("step 02's session, after the commit:", jemisin.name, [b.title for b in jemisin.books])
+# --8<-- [end:expire-on-commit]
+sent.clear()
+
+# %% [markdown]
+# ## 11. Lazy loads: `MissingGreenlet`
+#
+# In Django, `author.book_set.all()` or `book.author` runs a query on the spot, when you read
+# it. Do it from an `async def` view, and Django refuses: `SynchronousOnlyOperation`. SQLAlchemy's
+# async session refuses the same way. A relationship that was not loaded, an attribute that
+# a commit expired: reading it would need a query that nobody awaits, and it raises
+# `MissingGreenlet` instead.
+
+# %%
+# --8<-- [start:lazy-load]
+async with Session() as session:
+    ursula = await session.scalar(select(Author).where(Author.name == "Ursula Le Guin"))
+    try:
+        print(len(ursula.books))  # not loaded: reading it would need a SELECT
+    except MissingGreenlet as error:
+        print(f"{type(error).__name__}: {error}")
+    await session.refresh(ursula, ["books"])  # the awaited way to load it, when you must
+    print(len(ursula.books), "books, after the refresh")
+# --8<-- [end:lazy-load]
+sent.clear()
+
+# %% [markdown]
+# Load what you need in the query itself. `selectinload(Author.books)` sends a second `SELECT`
+# for the books of every author the first one found: two statements, however many authors,
+# rather than one more per author (the N+1 of a loop of lazy loads). What is loaded stays
+# readable after the session has ended.
+
+# %%
+# --8<-- [start:selectinload]
+async with Session() as session:
+    query = select(Author).options(selectinload(Author.books)).order_by(Author.name)
+    authors = (await session.scalars(query)).all()
+    await after("selectinload()")
+for author in authors:  # the session has ended: the books were loaded with the authors
+    print(f"{author.name}: {[book.title for book in author.books]}")
+# --8<-- [end:selectinload]
+
+# %% [markdown]
+# ## 12. Close everything
+#
+# An engine's pool keeps connections open on the server until it is disposed. Drop the schema
+# of sections 10 and 11, dispose of every engine you built, then check that none of this
+# notebook's connections is left (the apps' engines were disposed by their lifespans, when
+# `serve()` ended).
+
+# %%
+async with observer.begin() as connection:
+    await connection.execute(text("DROP SCHEMA notebook_02 CASCADE"))
+for disposable in (engine, store, *engines.values()):
     await disposable.dispose()
 await asyncio.sleep(0.05)  # the server ends the processes a moment after the clients go
 print("left on the server:", await server_pids("notebook-02%"))
