@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import re
+from html import unescape
 from pathlib import Path
 from types import ModuleType
 
@@ -160,3 +161,80 @@ def test_the_home_pages_picture_is_a_small_png(course: Course) -> None:
     data = Path(course.root / "docs" / picture).read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) < 200_000, f"{picture} is {len(data):,} bytes: optimise it"
+
+
+PRIMER = "async-primer.md"
+# Using async, in a page's prose or in the code it includes (naming a driver is not using it).
+USES_ASYNC = re.compile(r"async def|\bawait\b|\basyncio\b|event loop|AsyncSession|MissingGreenlet")
+INCLUDE = re.compile(r'^\s*--8<-- "([^":]+)(?::([\w-]+))?"', re.M)
+
+
+def included_text(root: Path, path: str, section: str = "") -> str:
+    """What a snippet include (`path` or `path:section`) brings into a page."""
+    lines = (root / path).read_text(encoding="utf-8").splitlines()
+    if section:
+        marks = [x.strip() for x in lines]
+        lines = lines[
+            marks.index(f"# --8<-- [start:{section}]") : marks.index(f"# --8<-- [end:{section}]")
+        ]
+    return "\n".join(lines)
+
+
+def test_a_step_page_links_the_async_primer_where_it_first_uses_async(
+    a_step: Step, course: Course
+) -> None:
+    """Step 01 already awaits, and the primer comes after it: each step page links the primer
+    in or before the paragraph where it first uses async, in its prose or in the code it
+    includes. The goals and the tables are left out: they name what the page will teach."""
+    lines = a_step.docs_page.read_text(encoding="utf-8").splitlines()
+    link = use = None  # (paragraph, line) of each
+    paragraph, in_goals = 0, False
+    for number, line in enumerate(lines):
+        paragraph += not line.strip()
+        if line.startswith("!!! abstract"):
+            in_goals = True
+            continue
+        if in_goals and (not line or line.startswith("    ")):
+            continue
+        in_goals = False
+        if link is None and f"](../{PRIMER}" in line:
+            link = (paragraph, number)
+        include = INCLUDE.match(line)
+        if include and not include[1].endswith(".md"):
+            used = included_text(course.root, include[1], include[2] or "")
+        else:
+            used = "" if line.lstrip().startswith("|") else line
+        if use is None and USES_ASYNC.search(used):
+            use = (paragraph, number)
+    page = a_step.docs_page.name
+    assert link is not None, f"{page} never links the primer, docs/{PRIMER}"
+    assert use is None or link[0] <= use[0], (
+        f"{page} uses async on line {use[1] + 1}: {lines[use[1]].strip()[:60]!r}, "
+        f"and links the primer only on line {link[1] + 1}"
+    )
+
+
+def test_the_primer_comes_before_step_02_with_code_the_notebook_runs(
+    course: Course, site: Path
+) -> None:
+    """The primer stands between steps 01 and 02 in the navigation. The code it shows is the
+    step 02 notebook's, which test_notebooks.py runs top to bottom, and it is on the built page.
+    The async pitfalls live in the primer, and step 04, which meets them, links back to them."""
+    nav = (course.root / "mkdocs.yml").read_text(encoding="utf-8").partition("\nnav:\n")[2]
+    pages = ("steps/01-setup.md", PRIMER, "steps/02-connection.md")
+    order = [nav.index(f" {page}\n") for page in pages]
+    assert order == sorted(order), "mkdocs.yml's nav: the primer goes between steps 01 and 02"
+    page = (course.root / "docs" / PRIMER).read_text(encoding="utf-8")
+    html = (site / PRIMER.removesuffix(".md") / "index.html").read_text(encoding="utf-8")
+    text = unescape(re.sub(r"<[^>]+>", "", html))
+    includes = INCLUDE.findall(page)
+    assert includes, "the primer shows no code of the notebook"
+    for path, section in includes:
+        assert path == "notebooks/02-connection.py", f"{path}: not code the notebook runs"
+        shown = included_text(course.root, path, section).splitlines()
+        missing = [x.strip() for x in shown if x.strip() and "--8<--" not in x]
+        missing = [x for x in missing if x not in text]
+        assert not missing, f"{section} is not on the page: {missing[:2]}"
+    assert re.search(r"^## Async pitfalls$", page, re.M), "the async pitfalls moved to the primer"
+    step_04 = (course.root / "docs" / "steps" / "04-crud.md").read_text(encoding="utf-8")
+    assert f"../{PRIMER}#async-pitfalls" in step_04
