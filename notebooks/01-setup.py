@@ -37,8 +37,8 @@ import httpx
 from pydantic import ValidationError
 
 from workshop.course import Course
-from workshop.database import describe, libpq_dsn, workshop_database_url
-from workshop.loader import load_package
+from workshop.course.loader import load_package
+from workshop.postgres import describe, libpq_dsn, workshop_database_url
 
 # %% [markdown]
 # ## 1. Find the workshop's database

@@ -53,8 +53,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.pool import NullPool
 
 from workshop.course import Course
-from workshop.database import describe, workshop_database_url
-from workshop.loader import load_package
+from workshop.course.loader import load_package
+from workshop.postgres import describe, workshop_database_url
 from workshop.testing import serve
 
 # %% [markdown]

@@ -41,15 +41,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.schema import CreateTable
 
 from workshop.course import Course
-from workshop.database import (
+from workshop.course.loader import load_package
+from workshop.postgres import (
     create_database,
     describe,
     drop_database,
     resolve_server,
     workshop_database_url,
 )
-from workshop.loader import load_package
-from workshop.migrations import Migrations
+from workshop.postgres.migrations import Migrations
 
 # %% [markdown]
 # ## 1. The table the models describe

@@ -47,9 +47,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.requests import Request
 
 from workshop.course import Course
-from workshop.database import create_database, drop_database, resolve_server
-from workshop.loader import load_package
-from workshop.migrations import Migrations
+from workshop.course.loader import load_package
+from workshop.postgres import create_database, drop_database, resolve_server
+from workshop.postgres.migrations import Migrations
 
 # %% [markdown]
 # ## 1. A database of the notebook's own, at step 04's revision

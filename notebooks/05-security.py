@@ -45,9 +45,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from workshop.course import Course
-from workshop.database import create_database, drop_database, libpq_dsn, resolve_server
-from workshop.loader import load_package
-from workshop.migrations import Migrations
+from workshop.course.loader import load_package
+from workshop.postgres import create_database, drop_database, libpq_dsn, resolve_server
+from workshop.postgres.migrations import Migrations
 
 # %% [markdown]
 # ## 1. A database of the notebook's own, at step 05's revision

@@ -54,9 +54,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import NullPool
 
 from workshop.course import Course
-from workshop.database import create_database, drop_database, libpq_dsn, resolve_server
-from workshop.loader import load_package
-from workshop.migrations import Migrations
+from workshop.course.loader import load_package
+from workshop.postgres import create_database, drop_database, libpq_dsn, resolve_server
+from workshop.postgres.migrations import Migrations
 
 # %% [markdown]
 # ## 0. The machine, and a database of the notebook's own

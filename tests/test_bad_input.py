@@ -29,7 +29,7 @@ import jwt
 import pytest
 
 from workshop.course import Course
-from workshop.database import Server
+from workshop.postgres import Server
 
 from .faults import Served, serve_step
 

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from workshop import bench
-from workshop.cli import app
+from workshop.commands import app
+from workshop.commands.teach import load_bench
 from workshop.course import Course
-from workshop.database import Server, drop_database, libpq_dsn, run_sync
-from workshop.loader import load_package
+from workshop.course.loader import load_package
+from workshop.postgres import Server, drop_database, libpq_dsn, run_sync
 
 from .faults import migrated_database
 
@@ -48,6 +48,9 @@ def test_quick_mode_gives_every_variant_figures_for_every_request(
     for variant in bench.VARIANTS.values():
         assert variant.label in table
     assert results.files[1].stat().st_size > 0
+
+
+bench = load_bench(Course().root)
 
 
 def test_without_wrk_the_command_says_how_to_install_it(

@@ -13,9 +13,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from workshop.course import Course
-from workshop.database import Server, libpq_dsn
-from workshop.loader import load_package
-from workshop.migrations import Migrations
+from workshop.course.loader import load_package
+from workshop.postgres import Server, libpq_dsn
+from workshop.postgres.migrations import Migrations
 
 from .faults import migrated_database
 

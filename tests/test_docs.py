@@ -7,11 +7,13 @@ import re
 from html import unescape
 from pathlib import Path
 
+import typer.main
 from packaging.specifiers import SpecifierSet
 
-from workshop import bench, transcript
+from workshop.commands import app, transcript
+from workshop.commands.teach import load_bench
 from workshop.course import Course, Step
-from workshop.database import Server, server_version
+from workshop.postgres import Server, server_version
 
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"', re.M)
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
@@ -26,6 +28,9 @@ def included_lines(root: Path, reference: str) -> list[str]:
         end = lines.index(next(x for x in lines if x.strip() == f"# --8<-- [end:{section}]"))
         lines = lines[start + 1 : end]
     return [x.strip() for x in lines if x.strip() and "--8<--" not in x]
+
+
+bench = load_bench(Course().root)
 
 
 def test_every_step_has_a_page_with_its_code_included(
@@ -58,7 +63,9 @@ def test_docs_never_own_python_code(course: Course) -> None:
 
 def test_the_companions_transcript_is_what_the_commands_print(course: Course) -> None:
     committed = (course.root / transcript.TRANSCRIPT).read_text(encoding="utf-8")
-    assert transcript.make(course) == committed, "run `workshop dev transcript`"
+    assert transcript.make(course, typer.main.get_command(app)) == committed, (
+        "run `workshop dev transcript`"
+    )
 
 
 def test_pages_count_no_checks_by_hand(course: Course) -> None:

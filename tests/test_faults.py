@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from workshop.course import Course, Step
-from workshop.database import Server
+from workshop.postgres import Server
 
 from .faults import PrivateServer, Served, load, reachable_folder, serve_step
 

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from workshop.course import Course
-from workshop.database import Server
+from workshop.postgres import Server
 
 from .faults import Served, serve_step
 

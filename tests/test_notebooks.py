@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 
 from workshop.course import Course
-from workshop.database import Server, create_database, drop_database, test_database_name
+from workshop.postgres import Server, create_database, drop_database, test_database_name
 
 ROOT = Path(__file__).resolve().parent.parent
 # One notebook per step, named as the step is, and the performance lab's, which is no step.

@@ -8,7 +8,7 @@ from importlib.metadata import version
 import yaml
 
 from workshop.course import Course
-from workshop.loader import load_package
+from workshop.course.loader import load_package
 
 
 def test_docker_compose_runs_the_embedded_servers_major_version(course: Course) -> None:

@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from workshop.course import Course, Step
-from workshop.database import Server
+from workshop.postgres import Server
 
 from .faults import serve_step
 

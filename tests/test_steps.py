@@ -1,6 +1,6 @@
 """The lessons are honest: every solution passes, every starter fails exactly its exercises.
 
-The same checks as `workshop verify` (workshop/verify.py), step by step.
+The same checks as `workshop verify` (workshop/checks/verify.py), step by step.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from types import ModuleType
 
 import pytest
 
-from workshop import starter, verify, wrong_answers
-from workshop.course import Course, Step
-from workshop.loader import load_package
+from workshop.checks import verify, wrong_answers
+from workshop.course import Course, Step, starter
+from workshop.course.loader import load_package
 
 
 def test_solution_passes_every_check(a_step: Step, solution_reports: verify.Reports) -> None:

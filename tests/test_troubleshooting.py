@@ -32,10 +32,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from typer.testing import CliRunner
 from uvicorn.logging import DefaultFormatter
 
-from workshop import database
-from workshop.cli import app as cli
+from workshop import postgres as database
+from workshop.commands import app as cli
+from workshop.commands.serving import free_port
 from workshop.course import Course
-from workshop.database import (
+from workshop.course.loader import load_package
+from workshop.postgres import (
     DatabaseUnavailable,
     EmbeddedServer,
     Server,
@@ -44,10 +46,9 @@ from workshop.database import (
     libpq_dsn,
     test_database_name,
 )
-from workshop.loader import load_package
-from workshop.migrations import Migrations
-from workshop.serving import free_port
-from workshop.step_databases import StepDatabase, unknown_schema_message
+from workshop.postgres import server as postgres_server
+from workshop.postgres.migrations import Migrations
+from workshop.postgres.step_databases import StepDatabase, unknown_schema_message
 from workshop.testing import serve
 
 from .faults import reachable_folder
@@ -361,8 +362,8 @@ def test_windows_administrator() -> None:
     toolkit writes for any other failure is made for real, with a data folder PostgreSQL
     refuses."""
     toolkit, refusal_text, otherwise = quoted("windows-administrator")
-    assert database.ADMIN_REFUSED in " ".join(refusal_text.split())
-    said = database.start_failure(RuntimeError(), Path("pgdata"), refusal_text)
+    assert postgres_server.ADMIN_REFUSED in " ".join(refusal_text.split())
+    said = postgres_server.start_failure(RuntimeError(), Path("pgdata"), refusal_text)
     assert toolkit == str(said)
     with reachable_folder("workshop-troubleshooting-") as folder:
         refused = folder / ".workshop" / "pgdata"

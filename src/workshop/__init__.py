@@ -1,1 +1,5 @@
-"""The learner toolkit: CLI, database provisioning, pytest plugin, exercise tooling."""
+"""The learner's toolkit: the `workshop` command and the pytest plugin every step's tests use.
+
+One package per concern, layered (the contracts in pyproject.toml, checked by `lint-imports`):
+`commands` > `checks` > `postgres` > `course`, with `warm` and `testing` standing apart.
+"""

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from workshop.migrations import Migrations
+from workshop.postgres.migrations import Migrations
 from workshop.testing import serve
 
 

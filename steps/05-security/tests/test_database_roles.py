@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from workshop.database import libpq_dsn
+from workshop.postgres import libpq_dsn
 
 
 async def connect(url: str) -> asyncpg.Connection:

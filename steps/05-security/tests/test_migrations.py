@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from workshop.migrations import Migrations
+from workshop.postgres.migrations import Migrations
 
 # The revision a database was at before login_attempts had an address.
 BEFORE_ADDRESSES = "0003"

@@ -1,0 +1,783 @@
+"""`workshop bench`: the step 04 and 05 references under load, beside four baselines.
+
+Each variant is served by uvicorn (one worker, 127.0.0.1, no access log) on a database of the
+benchmark's own with 10,000 items to ask for (in step 05's, among other accounts' items), and
+loaded by wrk: a load generator written in C, so the client never competes with the app for
+Python's interpreter. Every round starts every variant afresh and loads them one after the
+other, in an order that rotates from round to round, so a machine that gets busier hits them
+all alike; the figures are the rounds' medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import URL
+
+from workshop.commands.serving import free_port
+from workshop.course import COMMAND, Course, Step, UnknownName, WorkshopError
+from workshop.postgres import (
+    Server,
+    create_database,
+    drop_database,
+    libpq_dsn,
+    resolve_server,
+    run_sync,
+    server_version,
+)
+from workshop.postgres.server import CONNECT_TIMEOUT, TEST_DATABASE_PREFIX, WORKSHOP_DATABASE
+from workshop.postgres.step_databases import step_database_names
+
+ITEMS = 10_000
+# Where there are users (step 05), the bench account owns one item in SHARE, as one user of
+# many would: the other accounts own the rest, in between (ITEMS * SHARE items in all).
+SHARE = 10
+DATABASE = "workshop_bench"  # + "_04", "_05": one database per step's schema
+REQUESTS = {"get": "GET one", "list": "list", "create": "create", "search": "search"}
+INSTALL_WRK = (
+    "The benchmark needs wrk, a load generator: install it with `sudo apt-get install wrk` "
+    "(Debian, Ubuntu) or `brew install wrk` (macOS)."
+)
+# The step 05 variant's account: it logs in once per round. The others own items, no more.
+BENCH_EMAIL = "bench@workshop.invalid"
+OTHER_EMAIL = "other-{}@workshop.invalid"
+# Three of these words describe each item; each search word matches about 300 items of 10,000.
+VOCABULARY = (
+    "amber anchor apple arrow badge basket beacon bell blanket bottle bridge brush bucket "
+    "button cabin camera candle canvas carpet castle chair chess clock cloud compass copper "
+    "cotton crystal cushion desk diamond drum eagle engine feather fence flute forest fountain "
+    "garden glove granite guitar hammer harbor helmet honey island jacket jungle kettle ladder "
+    "lantern leather lemon marble meadow mirror needle ocean orchid paddle paper pebble pencil "
+    "pepper piano pillow planet pocket quartz rabbit ribbon river rocket saddle sailor scarf "
+    "shadow silver spoon stone sugar summer table thunder timber tower trumpet tulip umbrella "
+    "valley velvet violin wagon walnut window winter wizard yarn zebra"
+)
+WORDS = VOCABULARY.split()
+# Not WORDS[0]: it describes every 100th item only (n * k % 100 is 0 for the same n, any k).
+SEARCH_WORDS = WORDS[1::10]
+COLORS = ("red", "green", "blue", "black", "white")
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    app: str  # uvicorn's module:attribute
+    step: str  # the step whose reference migrations make (and whose schema is) its database
+    app_dir: str | None = None  # from the repository's root; None: the step's own folder
+
+    def folder(self, course: Course) -> Path:
+        return course.root / self.app_dir if self.app_dir else course.step(self.step).dir
+
+
+VARIANTS = {
+    v.key: v
+    for v in (
+        Variant(
+            "raw", "Starlette + raw asyncpg (the limit)", "raw_asyncpg:app", "04", "bench/variants"
+        ),
+        Variant(
+            "fastapi",
+            "FastAPI + raw asyncpg",
+            "fastapi_asyncpg:app",
+            "04",
+            "bench/variants",
+        ),
+        Variant("core", "FastAPI + SQLAlchemy Core", "fastapi_core:app", "04", "bench/variants"),
+        Variant(
+            "sync", "sync ORM on psycopg (template style)", "sync_orm:app", "04", "bench/variants"
+        ),
+        Variant("04", "step 04 reference", "solution.main:app", "04"),
+        Variant("05", "step 05 reference (with a token)", "solution.main:app", "05"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    rounds: int = 2
+    duration: int = 8  # seconds of load per request
+    warmup: int = 1  # seconds of load per request before it is measured, every round
+    connections: int = 32
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    quick: bool = False
+    requests: tuple[str, ...] = tuple(REQUESTS)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        quick: bool = False,
+        rounds: int | None = None,
+        duration: int | None = None,
+        connections: int = 32,
+        variants: list[str] | None = None,
+        requests: list[str] | None = None,
+    ) -> Options:
+        """The defaults (2 rounds of 8 s), or quick ones (1 round of 1 s, no warm-up)."""
+        keys = tuple(dict.fromkeys(variants or VARIANTS))
+        for key in keys:
+            if key not in VARIANTS:
+                raise UnknownName(f"There is no variant {key!r}: they are {', '.join(VARIANTS)}.")
+        kinds = tuple(dict.fromkeys(requests or REQUESTS))
+        for kind in kinds:
+            if kind not in REQUESTS:
+                raise UnknownName(f"There is no request {kind!r}: they are {', '.join(REQUESTS)}.")
+        return cls(
+            rounds=rounds or (1 if quick else 2),
+            duration=duration or (1 if quick else 8),
+            warmup=0 if quick else 1,
+            connections=connections,
+            variants=keys,
+            quick=quick,
+            requests=kinds,
+        )
+
+    @property
+    def threads(self) -> int:
+        return min(2, self.connections)
+
+
+@dataclass(frozen=True)
+class Figures:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # connections lost, timeouts, and answers of 400 and above
+
+    @classmethod
+    def from_wrk(cls, data: dict[str, int]) -> Figures:
+        return cls(
+            requests_per_second=data["requests"] / (data["duration_us"] / 1e6),
+            p50_ms=data["p50_us"] / 1000,
+            p99_ms=data["p99_us"] / 1000,
+            errors=data["socket_errors"] + data["timeouts"] + data["error_statuses"],
+        )
+
+
+@dataclass
+class Results:
+    options: Options
+    machine: str
+    runs: dict[tuple[str, str], list[Figures]] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # results.md and results.png, once written
+
+    def median(self, variant: str, request: str) -> Figures:
+        runs = self.runs[(variant, request)]
+        return Figures(
+            requests_per_second=statistics.median(r.requests_per_second for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            errors=sum(r.errors for r in runs),
+        )
+
+    def ratio(self, variant: str, request: str, baseline: str) -> float | None:
+        if baseline not in self.options.variants:
+            return None
+        base = self.median(baseline, request).requests_per_second
+        return self.median(variant, request).requests_per_second / base
+
+
+# -- the databases ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    url: URL  # as the administrator: seeding and cleaning up
+    app_url: str  # as the step's app connects (from step 05 on, its own role)
+    password: str | None  # the bench account's, where the schema has users
+    share: int = 1  # the bench's items are ids share, 2 * share, ... (ITEMS * share in all)
+
+    @property
+    def rows(self) -> int:
+        return ITEMS * self.share
+
+
+def item_rows(owners: list[int | None]) -> Iterator[tuple[Any, ...]]:
+    """ITEMS items for each owner, the owners' items in turn: item n of the last owner is
+    id n * len(owners) (None: a table without owners)."""
+    for n in range(1, ITEMS + 1):
+        # n * k covers every word once per len(WORDS) items, for each k prime to it.
+        a, b, c = (WORDS[n * k % len(WORDS)] for k in (1, 7, 31))
+        attributes = json.dumps({"color": COLORS[n % len(COLORS)], "size": n % 10})
+        row = (f"Item {n:05d}", f"A {a} {b} for the {c}.", Decimal(n % 50_000) / 100, attributes)
+        for owner_id in owners:
+            yield (*row, owner_id) if owner_id is not None else row
+
+
+async def account(connection: asyncpg.Connection, email: str, hashed: str, active: bool) -> int:
+    return int(
+        await connection.fetchval(
+            "INSERT INTO users (email, hashed_password, is_active) VALUES ($1, $2, $3) "
+            "ON CONFLICT (email) DO UPDATE SET hashed_password = excluded.hashed_password, "
+            "is_active = excluded.is_active RETURNING id",
+            email,
+            hashed,
+            active,
+        )
+    )
+
+
+async def seed(url: URL, hash_password: Callable[[str], str] | None) -> tuple[str | None, int]:
+    """ITEMS items, written afresh unless they are as the benchmark left them. Where there are
+    users, the bench account gets a new password (returned) and owns one item in SHARE, ids
+    SHARE, 2 * SHARE, ...; accounts nobody logs in to own the others. Also returns the share."""
+    connection = await asyncpg.connect(libpq_dsn(url), timeout=CONNECT_TIMEOUT)
+    try:
+        owners: list[int | None] = [None]
+        password = None
+        if hash_password is not None:
+            password = secrets.token_urlsafe(16)
+            hashed = await asyncio.to_thread(hash_password, password)
+            # "!" is no Argon2 hash: no password opens the other accounts.
+            others = [
+                await account(connection, OTHER_EMAIL.format(n), "!", False)
+                for n in range(1, SHARE)
+            ]
+            owners = [*others, await account(connection, BENCH_EMAIL, hashed, True)]
+        rows = ITEMS * len(owners)
+        # What a run stopped half-way through created.
+        await connection.execute("DELETE FROM items WHERE id > $1", rows)
+        count, last = await connection.fetchrow("SELECT count(*), max(id) FROM items")
+        misplaced = owners[-1] is not None and await connection.fetchval(
+            "SELECT count(*) FROM items WHERE (owner_id = $1) <> (id % $2 = 0)",
+            owners[-1],
+            len(owners),
+        )
+        if (count, last) != (rows, rows) or misplaced:
+            columns = ["name", "description", "price", "attributes"]
+            columns += ["owner_id"] if owners[-1] is not None else []
+            async with connection.transaction():
+                # RESTART IDENTITY: the ids are 1 to rows, and the bench's are those wrk asks for.
+                await connection.execute("TRUNCATE items RESTART IDENTITY")
+                await connection.copy_records_to_table(
+                    "items", records=item_rows(owners), columns=columns
+                )
+            await connection.execute("ANALYZE items")
+    finally:
+        await connection.close()
+    return password, len(owners)
+
+
+async def prepare(server: Server, step: Step, name: str) -> BenchDatabase:
+    """Create, migrate (with the step's reference migrations) and seed a bench database."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from workshop.course.loader import load_package
+    from workshop.postgres.migrations import Migrations
+
+    url = server.database_url(name)
+    url_text = url.render_as_string(hide_password=False)
+    migrations = Migrations(step, solution=True)
+    try:
+        await create_database(server.url, name)
+        try:
+            await migrations.upgrade(url_text)
+        except CommandError:
+            # A schema of another version of the course: the database is the bench's own.
+            await drop_database(server.url, name)
+            await create_database(server.url, name)
+            await migrations.upgrade(url_text)
+        package = load_package(step, solution=True)
+        has_users = hasattr(package.models, "User")
+        hash_password = package.security.password_hash.hash if has_users else None
+        password, share = await seed(url, hash_password)
+    except (SQLAlchemyError, asyncpg.PostgresError) as exc:
+        raise WorkshopError(
+            f"Preparing the benchmark's database {name} failed ({type(exc).__name__}): the "
+            "server's user must be allowed to create databases and roles "
+            f"(`{COMMAND} doctor` checks the server)."
+        ) from exc
+    app_url = migrations.app_url(url_text)
+    return BenchDatabase(url=url, app_url=app_url, password=password, share=share)
+
+
+async def forget_created(database: BenchDatabase) -> None:
+    """Delete what a POST load created, so every variant meets the same rows."""
+    connection = await asyncpg.connect(libpq_dsn(database.url), timeout=CONNECT_TIMEOUT)
+    try:
+        await connection.execute("DELETE FROM items WHERE id > $1", database.rows)
+        await connection.execute("VACUUM items")
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def exclusive(server: Server, name: str) -> AsyncIterator[None]:
+    """One benchmark at a time on these databases: two would load the machine twice."""
+    connection = await asyncpg.connect(libpq_dsn(server.url), timeout=CONNECT_TIMEOUT)
+    try:
+        if not await connection.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name):
+            raise WorkshopError(f"Another benchmark runs on {name}: wait until it is done.")
+        yield
+    finally:
+        await connection.close()  # which releases the lock
+
+
+# -- the variants -------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    variant: Variant
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+    token: str | None = None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # uvicorn shuts down: the app closes its pool
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def failed(self, what: str) -> WorkshopError:
+        """An error that quotes the log's last exception (its last line, when it has none)."""
+        lines = self.log.read_text(errors="replace").strip().splitlines() or ["(empty)"]
+        errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+        return WorkshopError(
+            f"The {self.variant.label} variant {what}; its log ({self.log}) says: "
+            f"{(errors or lines)[-1]}"
+        )
+
+
+# The last line of a traceback: `RuntimeError: ...`, `asyncpg.exceptions.Foo: ...`.
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
+
+
+def start(course: Course, variant: Variant, database: BenchDatabase, logs: Path) -> Served:
+    """Serve a variant as `workshop run` serves a step: uvicorn, from the repository's root
+    (its .env applies), with the environment's settings and DATABASE_URL set."""
+    env = {**os.environ, "DATABASE_URL": database.app_url}
+    # As `workshop run`: the environment's SECRET_KEY, else one of our own.
+    env.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
+    port = free_port()
+    log = logs / f"{variant.key}.log"
+    command = [
+        *(sys.executable, "-m", "uvicorn", variant.app),
+        *("--app-dir", str(variant.folder(course))),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--no-access-log", "--log-level", "warning"),
+    ]
+    with log.open("wb") as output:  # the child keeps its own copy of the file
+        process = subprocess.Popen(
+            command, cwd=course.root, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    return Served(variant, process, f"http://127.0.0.1:{port}", log)
+
+
+async def wait_until_ready(served: Served, client: httpx.AsyncClient, seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while served.process.poll() is None:
+        with contextlib.suppress(httpx.TransportError):
+            await client.get(f"{served.base_url}/items/1")  # any answer: it serves
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise served.failed(f"did not answer within {seconds:.0f} s")
+        await asyncio.sleep(0.1)
+    raise served.failed(f"stopped (exit code {served.process.returncode})")
+
+
+async def log_in(served: Served, client: httpx.AsyncClient, password: str) -> str:
+    form = {"username": BENCH_EMAIL, "password": password}
+    answer = await client.post(f"{served.base_url}/auth/token", data=form)
+    if answer.status_code != 200:
+        raise served.failed(f"refused the bench account's login ({answer.status_code})")
+    return str(answer.json()["access_token"])
+
+
+async def answers(served: Served, client: httpx.AsyncClient, share: int) -> dict[str, Any]:
+    """Each request once, checked: a variant that answers an error is not benchmarked."""
+    headers = {"Authorization": f"Bearer {served.token}"} if served.token else {}
+    item = {"name": f"bench check {secrets.token_hex(4)}", "description": "A lamp."}
+    item |= {"price": "12.50", "attributes": {"color": "red"}}
+    sent = {
+        "get": ("GET", f"/items/{share}", None),  # the bench's first item
+        "list": ("GET", "/items?limit=20", None),
+        "search": ("GET", f"/items?q={SEARCH_WORDS[0]}", None),
+        "create": ("POST", "/items", item),
+    }
+    bodies: dict[str, Any] = {}
+    for request, (method, path, body) in sent.items():
+        answer = await client.request(method, served.base_url + path, json=body, headers=headers)
+        expected = 201 if request == "create" else 200
+        if answer.status_code != expected:
+            raise served.failed(f"answered {REQUESTS[request]} with {answer.status_code}")
+        body = answer.json()
+        if request == "create":
+            if answer.headers.get("location") != f"/items/{body['id']}":
+                raise served.failed("answered create without its Location header")
+            # What the client sent comes back; the id and times are the server's own.
+            body = {k: v for k, v in body.items() if k not in {"name", "id", *TIMES}}
+        elif request == "search" and body["next_cursor"]:
+            # The rank in the cursor is a float4: drivers give it different decimals.
+            body = {**body, "next_cursor": True}
+        bodies[request] = body
+    return bodies
+
+
+TIMES = {"created_at", "updated_at"}
+
+
+def same_answers(served: list[Served], bodies: dict[str, dict[str, Any]]) -> None:
+    """The variants on one database must answer as each other: the same JSON for the same
+    rows, or the benchmark would compare different work."""
+    for one, other in itertools.pairwise(served):
+        if one.variant.step != other.variant.step:
+            continue
+        for request in REQUESTS:
+            if bodies[one.variant.key][request] != bodies[other.variant.key][request]:
+                raise WorkshopError(
+                    f"The {one.variant.label} and {other.variant.label} variants answer "
+                    f"{REQUESTS[request]} differently: the benchmark would compare different work."
+                )
+
+
+async def load(
+    served: Served, request: str, seconds: int, options: Options, script: Path, share: int
+) -> Figures:
+    """wrk on one request for `seconds`; its figures."""
+    arguments = {
+        "get": [str(ITEMS), str(share)],  # ids share, 2 * share, ...: the bench's items
+        "list": [],
+        "create": [secrets.token_hex(4)],  # new names, whatever earlier runs left
+        "search": list(SEARCH_WORDS),
+    }[request]
+    command = [
+        *("wrk", f"-t{options.threads}", f"-c{options.connections}", f"-d{seconds}s"),
+        # Slow answers are measured, not dropped as timeouts after wrk's default 2 s.
+        *("--timeout", "10s", "-s", str(script), served.base_url, "--", request, *arguments),
+    ]
+    # The token goes through the environment: a command line is visible to every user.
+    env = {**os.environ, "BENCH_TOKEN": served.token or ""}
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), seconds + 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("BENCH "):
+            return Figures.from_wrk(json.loads(line.removeprefix("BENCH ")))
+    message = err.decode(errors="replace").strip() or f"exit code {process.returncode}"
+    raise WorkshopError(f"wrk gave no figures for {served.variant.label}: {message}")
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def machine(server: Server) -> str:
+    """What the figures were measured on, in one line."""
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    wrk_version = (wrk.stdout or wrk.stderr).split(" [")[0].strip() or "wrk"
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {load1:.2f} at the start · "
+        f"Python {platform.python_version()} · PostgreSQL {server_version(server.url)} "
+        f"({server.source}) · {wrk_version}"
+    )
+
+
+def run(
+    course: Course,
+    options: Options,
+    *,
+    output: Path | None = None,
+    database: str = DATABASE,
+    say: Callable[[str], None] = print,
+) -> Results:
+    """Run the benchmark; write results.md and results.png in `output` (build/bench/)."""
+    if shutil.which("wrk") is None:
+        raise WorkshopError(INSTALL_WRK)
+    if "sync" in options.variants and importlib.util.find_spec("psycopg") is None:
+        raise WorkshopError("The sync baseline needs psycopg: install it with `uv sync`.")
+    if importlib.util.find_spec("matplotlib") is None:  # checked now, not after the run
+        raise WorkshopError("The benchmark's plot needs matplotlib: install it with `uv sync`.")
+    # The servers' logs stay in the build folder, whatever `output` is (the docs, say).
+    build = course.root / "build" / "bench"
+    output = output or build
+    server = resolve_server(course.root)
+    steps = {VARIANTS[key].step for key in options.variants}
+    names = {step: f"{database}_{step}" for step in steps}
+    for name in names.values():
+        # Never the learner's data, nor a test's: the benchmark truncates its tables.
+        learners = {WORKSHOP_DATABASE, *step_database_names(course), server.url.database}
+        if name in learners or name.startswith(TEST_DATABASE_PREFIX):
+            raise WorkshopError(f"{name} is not a database the benchmark may fill: choose another.")
+    results = Results(options, machine(server))
+    (build / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        run_sync(_run(course, server, database, names, results, build, say))
+    except asyncio.CancelledError:  # a SIGTERM
+        raise WorkshopError("The benchmark was stopped before it was done.") from None
+    results.files = write(results, output)
+    return results
+
+
+async def _run(
+    course: Course,
+    server: Server,
+    database: str,
+    names: dict[str, str],
+    results: Results,
+    output: Path,
+    say: Callable[[str], None],
+) -> None:
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    # A SIGTERM ends the run as Ctrl+C does: through the `finally`s that stop every server.
+    # (Only in the main thread: in a notebook, run_sync runs this in a worker thread.)
+    previous = signal.getsignal(signal.SIGTERM)
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)  # type: ignore[union-attr]
+    try:
+        async with exclusive(server, database):
+            say(f"Preparing {', '.join(sorted(names.values()))} ({ITEMS:,} items)...")
+            databases = {
+                step: await prepare(server, course.step(step), name) for step, name in names.items()
+            }
+            async with httpx.AsyncClient(timeout=30) as client:
+                bench = Bench(course, results, databases, client, output, say)
+                for number in range(results.options.rounds):
+                    await bench.round(number)
+    finally:
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, TypeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)  # pytest's, or whoever had it before
+
+
+@dataclass
+class Bench:
+    course: Course
+    results: Results
+    databases: dict[str, BenchDatabase]
+    client: httpx.AsyncClient
+    output: Path
+    say: Callable[[str], None]
+
+    async def round(self, number: int) -> None:
+        """Start every variant at once (their start-ups overlap), then load them one at a
+        time, each stopped after its turn so that it holds no connection during the next."""
+        keys = self.results.options.variants
+        # Round 2 starts with the second variant, and so on: no variant always goes first
+        # (or last) on a machine that warms up or gets busier.
+        shift = number % len(keys)
+        order = [VARIANTS[key] for key in keys[shift:] + keys[:shift]]
+        served: list[Served] = []
+        try:
+            for variant in order:
+                database = self.databases[variant.step]
+                served.append(start(self.course, variant, database, self.output / "logs"))
+            for one in served:
+                await wait_until_ready(one, self.client, seconds=90)
+                if (password := self.databases[one.variant.step].password) is not None:
+                    one.token = await log_in(one, self.client, password)
+            bodies = {
+                one.variant.key: await answers(
+                    one, self.client, self.databases[one.variant.step].share
+                )
+                for one in served
+            }
+            same_answers(sorted(served, key=lambda one: one.variant.step), bodies)
+            for database in self.databases.values():
+                await forget_created(database)
+            for one in served:
+                await self.measure(one, number)
+                one.stop()
+        finally:
+            for one in served:
+                one.stop()
+
+    async def measure(self, served: Served, number: int) -> None:
+        """Every request on one variant: a warm-up (which fills its pool), then the load."""
+        options = self.results.options
+        database = self.databases[served.variant.step]
+        script = self.course.root / "bench" / "requests.lua"
+        if options.warmup:
+            for request in options.requests:
+                await load(served, request, options.warmup, options, script, database.share)
+            await forget_created(database)
+        for request in options.requests:
+            figures = await load(served, request, options.duration, options, script, database.share)
+            self.results.runs.setdefault((served.variant.key, request), []).append(figures)
+            self.say(
+                f"round {number + 1}/{options.rounds} · {served.variant.label} · "
+                f"{REQUESTS[request]}: {figures.requests_per_second:,.0f} requests/s, "
+                f"p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms"
+                + (f", {figures.errors} errors" if figures.errors else "")
+            )
+            if request == "create":
+                await forget_created(database)
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def percent_and_multiple(results: Results, variant: str, request: str) -> str:
+    limit = results.ratio(variant, request, "raw")
+    sync = results.ratio(variant, request, "sync")
+    parts = [
+        f"{limit:.0%}" if limit is not None else "",
+        f"{sync:.1f}x" if sync is not None else "",
+    ]
+    return ", ".join(p for p in parts if p) or "—"
+
+
+def markdown_title() -> str:
+    return "# Benchmark: the references against the raw limit and the sync baseline"
+
+
+def markdown(results: Results) -> str:
+    options = results.options
+    variants = [VARIANTS[key] for key in options.variants]
+    lines = [
+        markdown_title(),
+        "",
+        results.machine,
+        "",
+        f"One uvicorn worker per variant on 127.0.0.1, {ITEMS:,} items"
+        + (
+            f" (step 05's: the bench account's {ITEMS:,} of {ITEMS * SHARE:,}, one in {SHARE}, "
+            "other accounts' in between)"
+            if "05" in options.variants
+            else ""
+        )
+        + ", "
+        f"`wrk -t{options.threads} -c{options.connections} -d{options.duration}s` per request"
+        + (f" after {options.warmup} s of warm-up" if options.warmup else "")
+        + f"; {options.rounds} round{'s' if options.rounds > 1 else ''}, the variants in a "
+        "rotating order; medians. "
+        "Compare figures within one run only.",
+        "",
+    ]
+    if options.quick:
+        lines += [
+            "**Quick mode**: one short round without warm-up checks that everything runs; "
+            "its figures are not for comparing.",
+            "",
+        ]
+    lines += [
+        "## Against the limit and the sync baseline",
+        "",
+        "Requests/s as a share of the raw limit's, then as a multiple of the sync baseline's.",
+        "",
+        "| variant | " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
+        "|---|" + "---|" * len(options.requests),
+    ]
+    for variant in variants:
+        cells = [percent_and_multiple(results, variant.key, r) for r in options.requests]
+        lines.append(f"| {variant.label} | " + " | ".join(cells) + " |")
+    if {"04", "05"} <= set(options.variants):
+        shares = [f"{results.ratio('05', r, '04'):.0%}" for r in options.requests]
+        lines += [
+            "",
+            "## Step 05 against step 04",
+            "",
+            "Requests/s of the step 05 reference as a share of step 04's (the aim: 70% or more).",
+            "",
+            "| " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
+            "|" + "---|" * len(options.requests),
+            "| " + " | ".join(shares) + " |",
+        ]
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "| request | variant | requests/s | p50 (ms) | p99 (ms) | of the limit | x sync | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for request in options.requests:
+        title = REQUESTS[request]
+        for variant in variants:
+            figures = results.median(variant.key, request)
+            limit = results.ratio(variant.key, request, "raw")
+            sync = results.ratio(variant.key, request, "sync")
+            lines.append(
+                f"| {title} | {variant.label} | {figures.requests_per_second:,.0f} | "
+                f"{figures.p50_ms:.1f} | {figures.p99_ms:.1f} | "
+                f"{'—' if limit is None else f'{limit:.0%}'} | "
+                f"{'—' if sync is None else f'{sync:.1f}x'} | {figures.errors} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def summary(results: Results) -> Table:
+    """The first table of results.md, for the terminal."""
+    requests = results.options.requests
+    table = Table(
+        "variant", *(REQUESTS[r] for r in requests), title="Requests/s: share of the limit, x sync"
+    )
+    for key in results.options.variants:
+        cells = (percent_and_multiple(results, key, request) for request in requests)
+        table.add_row(Text(VARIANTS[key].label), *cells)
+    if {"04", "05"} <= set(results.options.variants):
+        shares = (f"{results.ratio('05', r, '04'):.0%}" for r in requests)
+        table.add_row(Text("step 05 as a share of step 04"), *shares)
+    return table
+
+
+def plot(results: Results, path: Path) -> None:
+    """Three panels (requests/s, p50, p99), a group of bars per request."""
+    # matplotlib is the notebooks' dependency, and slow to import: only here. No pyplot:
+    # a Figure of its own draws without touching any backend a notebook may have chosen.
+    from matplotlib.figure import Figure
+
+    variants = [VARIANTS[key] for key in results.options.variants]
+    figure = Figure(figsize=(13, 4.2), layout="constrained")
+    axes = figure.subplots(1, 3)
+    width = 0.8 / len(variants)
+    metrics = (
+        ("requests_per_second", "requests/s (higher is better)"),
+        ("p50_ms", "p50 latency, ms"),
+        ("p99_ms", "p99 latency, ms"),
+    )
+    requests = results.options.requests
+    for ax, (metric, title) in zip(axes, metrics, strict=True):
+        for i, variant in enumerate(variants):
+            values = [getattr(results.median(variant.key, r), metric) for r in requests]
+            positions = [n + (i - (len(variants) - 1) / 2) * width for n in range(len(requests))]
+            ax.bar(positions, values, width, label=variant.label)
+        ax.set_xticks(range(len(requests)), [REQUESTS[r] for r in requests])
+        ax.set_title(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(variants))
+    figure.suptitle(f"workshop bench: {results.machine.split(' · ')[0]}", fontsize="medium")
+    figure.savefig(path, dpi=110)
+
+
+def write(results: Results, output: Path) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    table, picture = output / "results.md", output / "results.png"
+    table.write_text(markdown(results), encoding="utf-8")
+    plot(results, picture)
+    return [table, picture]

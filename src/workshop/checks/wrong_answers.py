@@ -1,0 +1,105 @@
+"""Each catalogue's wrong answers tried against their exercise's tests (see
+workshop.course.catalogue): every one must fail them, every accepted variant pass."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..course import Course, Step, WorkshopError
+from ..course.catalogue import CATALOGUE, WrongAnswer, catalogue, copy_for
+from .run import StepReport, TestOutcome, run_steps
+
+# Fewer than this many wrong answers, and an exercise's checks are not proven.
+AT_LEAST = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the exercise's tests said of one wrong answer."""
+
+    step: Step
+    wrong: WrongAnswer
+    tests: list[TestOutcome]
+    error: str | None = None  # why it could not be tried (it does not apply, or compile)
+
+    @property
+    def caught_by(self) -> list[str]:
+        """The tests that fail on it, as `tests/file.py::name`."""
+        return [t.nodeid.split("/", 2)[2] for t in self.tests if t.outcome == "failed"]
+
+
+def run_catalogue(
+    course: Course,
+    steps: list[Step],
+    scratch: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    processes: int = 4,
+    exercises: set[str] | None = None,
+) -> list[Verdict]:
+    """Every wrong answer of these steps, each in its own copy, against its exercise's tests
+    only (of `exercises` only, when given); the copies run in `processes` pytest processes side
+    by side."""
+    shutil.copy(course.root / "pyproject.toml", scratch)
+    cases: list[tuple[Step, WrongAnswer, Step]] = []
+    broken: list[Verdict] = []
+    for step in steps:
+        for index, wrong in enumerate(catalogue(step), start=1):
+            if exercises and wrong.exercise not in exercises:
+                continue
+            try:
+                cases.append((step, wrong, copy_for(step, wrong, index, scratch / "steps")))
+            except WorkshopError as exc:
+                broken.append(Verdict(step, wrong, [], error=str(exc)))
+    if not cases:
+        return broken
+    groups = [cases[i::processes] for i in range(processes) if cases[i::processes]]
+
+    def run(group: list[tuple[Step, WrongAnswer, Step]]) -> dict[Step, StepReport]:
+        # Only the exercise's own tests, in each copy: `-k` matches the copy's folder name.
+        only = " or ".join(
+            f"({twin.name} and ex{wrong.exercise.replace('.', '_')})" for _, wrong, twin in group
+        )
+        args = ["-k", only, "--first-failure-per-step"]
+        return run_steps([twin for *_, twin in group], env=env, args=args)
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        reports: dict[Step, StepReport] = {}
+        for done in pool.map(run, groups):
+            reports.update(done)
+    return broken + [Verdict(step, wrong, reports[twin].tests) for step, wrong, twin in cases]
+
+
+def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
+    """What the catalogue shows wrong with the step's checks; [] when every wrong answer is
+    caught and every exercise has enough of them."""
+    found = []
+    mine = [v for v in verdicts if v.step == step]
+    for exercise in step.exercises:
+        count = sum(1 for w in catalogue(step, exercise.id) if w.accepted is None)
+        if count < AT_LEAST:
+            found.append(
+                f"{step.name}: exercise {exercise.id} has {count} wrong answer(s) in "
+                f"{CATALOGUE}, fewer than {AT_LEAST}"
+            )
+    for verdict in mine:
+        where = f"{step.name}: wrong answer {verdict.wrong.label}"
+        if verdict.error is not None:
+            found.append(verdict.error)
+        elif verdict.wrong.exercise not in {e.id for e in step.exercises}:
+            found.append(f"{where} names an exercise the step does not have")
+        elif not verdict.tests:
+            found.append(f"{where}: no test of its exercise ran")
+        elif verdict.wrong.accepted is not None:
+            if verdict.caught_by:
+                found.append(
+                    f"{where} is accepted ({verdict.wrong.accepted}), yet fails "
+                    + ", ".join(verdict.caught_by)
+                )
+        elif not verdict.caught_by:
+            found.append(f"{where} passes every test of its exercise ({verdict.wrong.mistake})")
+    return found

@@ -1,0 +1,104 @@
+"""For instructors: `workshop verify` (the course is sound) and `workshop bench`."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from ..checks import verify
+from ..course import Course
+from ..course.catalogue import catalogue
+from ..course.loader import load_file
+from .common import (
+    TEACH,
+    command,
+    console,
+    relative,
+)
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer()
+
+
+def load_bench(root: Path) -> ModuleType:
+    """The benchmark's runner, bench/runner.py: a maintainer's tool, kept beside its variants
+    and out of the learner's package."""
+    return load_file(root / "bench" / "runner.py", "workshop_bench_runner")
+
+
+@command(app, "bench", panel=TEACH)
+def bench_command(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="One short round, in under a minute: does it run?")
+    ] = False,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="Rounds of every variant (default 2; quick: 1).")
+    ] = None,
+    duration: Annotated[
+        int | None, typer.Option(min=1, help="Seconds of load per request (default 8; quick: 1).")
+    ] = None,
+    connections: Annotated[int, typer.Option(min=1, help="Connections wrk keeps open.")] = 32,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Which, comma-separated: raw, fastapi, core, sync, 04, 05 (default: all)."
+        ),
+    ] = "",
+    requests: Annotated[
+        str,
+        typer.Option(help="Which, comma-separated: get, list, create, search (default: all)."),
+    ] = "",
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where results.md and results.png go (docs/performance for the docs)."),
+    ] = None,
+) -> None:
+    """Load the step 04 and 05 references beside four baselines with wrk; write build/bench/."""
+    course = Course()
+    bench = load_bench(course.root)
+    options = bench.Options.make(
+        quick=quick,
+        rounds=rounds,
+        duration=duration,
+        connections=connections,
+        variants=[key.strip() for key in variants.split(",") if key.strip()],
+        requests=[kind.strip() for kind in requests.split(",") if kind.strip()],
+    )
+    results = bench.run(
+        course, options, output=output, say=lambda line: console.print(line, markup=False)
+    )
+    console.print(bench.summary(results))
+    for path in results.files:
+        console.print(f"written: {relative(path, course.root)}", markup=False)
+
+
+# The learner's companion commands (status, check, hint, watch, reset, diff, ...) register
+# themselves on `app`; imported last, as they use what this module defines.
+
+
+@command(app, "verify", panel=TEACH)
+def verify_course() -> None:
+    """Every solution passes, every starter fails just its exercises, all is in sync."""
+    course = Course()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch, console.status("Verifying the course..."):
+        problems = verify.verify(course, Path(scratch))
+    for problem in problems:
+        console.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+    seconds = time.monotonic() - started
+    if problems:
+        console.print(f"{len(problems)} problem(s) in {seconds:.0f} s.")
+        raise typer.Exit(1)
+    wrong = sum(len(catalogue(step)) for step in course.steps)
+    console.print(
+        f"[green]The course is sound[/]: {len(course.steps)} steps, {wrong} wrong answers "
+        f"rejected, in {seconds:.0f} s."
+    )

@@ -1,0 +1,98 @@
+"""The catalogue's wrong answers land where a learner would write them, and only there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workshop.checks.run import TestOutcome
+from workshop.checks.wrong_answers import Verdict, problems
+from workshop.course import Course, WorkshopError
+from workshop.course.catalogue import Edit, WrongAnswer, apply
+
+SOLUTION = '''"""A module."""
+
+from decimal import (
+    Decimal,
+)
+
+
+async def create(session):
+    # EXERCISE 04.1: add and commit
+    session.add(1)
+    await session.commit()
+    # END EXERCISE
+
+
+async def update(session):
+    # EXERCISE 04.1: the same exercise, a second block
+    await session.commit()
+    # END EXERCISE
+'''
+
+
+def test_an_edit_changes_its_block_only() -> None:
+    wrong = WrongAnswer(
+        "04.1", "flush", "never committed", edit=[Edit("await session.commit()", "pass")]
+    )
+    changed = apply(wrong, SOLUTION, Path("crud.py"))
+    assert changed == SOLUTION.replace("    await session.commit()\n", "    pass\n", 1)
+
+
+def test_code_replaces_the_chosen_block_and_imports_go_on_top() -> None:
+    wrong = WrongAnswer(
+        "04.1",
+        "float",
+        "money as a float",
+        code="return float(1)",
+        block=2,
+        imports=["from math import fsum"],
+    )
+    changed = apply(wrong, SOLUTION, Path("crud.py"))
+    assert changed is not None
+    assert "    Decimal,\n)\nfrom math import fsum\n" in changed
+    assert (
+        "    # EXERCISE 04.1: the same exercise, a second block\n    return float(1)\n" in changed
+    )
+    assert changed.count("await session.commit()") == 1  # the first block is the solution's
+    assert apply(WrongAnswer("04.2", "x", "y", code="pass"), SOLUTION, Path("crud.py")) is None
+
+
+def test_an_edit_that_does_not_match_once_is_refused() -> None:
+    wrong = WrongAnswer("04.1", "typo", "?", edit=[Edit("session.rollback()", "pass")])
+    with pytest.raises(WorkshopError, match="typo"):
+        apply(wrong, SOLUTION, Path("crud.py"))
+
+
+def test_edits_may_reach_several_blocks_of_the_exercise() -> None:
+    wrong = WrongAnswer(
+        "04.1",
+        "both",
+        "never committed",
+        block=[1, 2],
+        edit=[
+            Edit("session.add(1)\nawait session.commit()", "session.add(1)"),
+            Edit("await session.commit()", "pass"),
+        ],
+    )
+    changed = apply(wrong, SOLUTION, Path("crud.py"))
+    assert changed is not None and "commit" not in changed.replace("add and commit", "")
+
+
+def test_an_accepted_variant_must_pass_and_a_wrong_answer_must_fail(course: Course) -> None:
+    step = course.step("01")
+    exercise = step.exercises[0].id
+    nodeid = f"steps/{step.name}/tests/test_x.py::test_y"
+
+    def verdict(outcome: str, accepted: str | None) -> Verdict:
+        wrong = WrongAnswer(exercise, "variant", "a mistake", code="pass", accepted=accepted)
+        return Verdict(step, wrong, [TestOutcome(nodeid, outcome, (exercise,), None)])
+
+    def complaints(outcome: str, accepted: str | None) -> list[str]:
+        return [p for p in problems(step, [verdict(outcome, accepted)]) if "variant" in p]
+
+    assert complaints("failed", None) == []
+    assert complaints("passed", "fine because") == []
+    assert "passes every test" in complaints("passed", None)[0]
+    assert "is accepted (fine because), yet fails" in complaints("failed", "fine because")[0]
