@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workshop.checks.blame import raised_in, settle_blame
+from workshop.checks.blame import one_line, raised_in, settle_blame
 from workshop.postgres import Server, libpq_dsn
 
 PYPROJECT = """
@@ -254,3 +254,33 @@ def load_module(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class LazyLoad:
+    """An ORM object whose attribute would load lazily: in async code, MissingGreenlet."""
+
+    @property
+    def id(self) -> int:
+        raise RuntimeError("greenlet_spawn has not been called; can't call await_only() here.")
+
+
+def test_a_failures_line_shows_its_cause() -> None:
+    """`workshop check` shows one line per failure: it must name the cause, not only the
+    symptom (a lazy load's error hides inside the response's validation error)."""
+
+    class ItemPublic(BaseModel):
+        model_config = ConfigDict(from_attributes=True)
+        id: int
+
+    with pytest.raises(ValidationError) as hidden:
+        ItemPublic.model_validate(LazyLoad())
+    line = one_line(hidden)
+    assert line is not None and line.startswith("ValidationError: 1 validation error")
+    assert "id: Error extracting attribute: RuntimeError: greenlet_spawn" in line
+
+    with pytest.raises(KeyError) as chained:
+        try:
+            _ = 1 / 0
+        except ZeroDivisionError as exc:
+            raise KeyError("item") from exc
+    assert one_line(chained) == "KeyError: 'item' (from ZeroDivisionError: division by zero)"

@@ -106,11 +106,41 @@ def settle_blame(entries: dict[str, dict[str, Any]]) -> None:
 
 
 def one_line(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
-    """A failure's reason in one line: the first line of its exception's message."""
+    """A failure's reason in one line, with its cause: a validation error's first error (a
+    lazy load's MissingGreenlet hides in one, as "Error extracting attribute"), and the
+    exception the failure was raised from, if any."""
     if excinfo is None:
         return None
-    message = str(excinfo.value).strip().splitlines()
-    return f"{excinfo.typename}: {message[0]}" if message else excinfo.typename
+    error = excinfo.value
+    line = f"{excinfo.typename}: {first_line(error)}".rstrip(": ")
+    if (first := first_error(error)) is not None:
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        line = f"{line}: {where}: {first['msg']}" if where else f"{line}: {first['msg']}"
+    root = error
+    while cause := root.__cause__ or (None if root.__suppress_context__ else root.__context__):
+        root = cause
+    if root is not error:
+        line += f" (from {type(root).__name__}: {first_line(root)})"
+    return line
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def first_error(error: BaseException) -> dict[str, Any] | None:
+    """The first error of a pydantic or FastAPI validation error, else None."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return None
+    try:
+        found = errors()
+    except Exception:  # an `errors` that is not pydantic's
+        return None
+    if found and isinstance(found[0], dict) and "msg" in found[0]:
+        return found[0]
+    return None
 
 
 def raised_in(excinfo: pytest.ExceptionInfo[BaseException] | None, package: Path) -> str | None:
