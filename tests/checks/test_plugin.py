@@ -284,3 +284,14 @@ def test_a_failures_line_shows_its_cause() -> None:
         except ZeroDivisionError as exc:
             raise KeyError("item") from exc
     assert one_line(chained) == "KeyError: 'item' (from ZeroDivisionError: division by zero)"
+
+
+def test_a_bare_comparisons_line_says_what_the_numbers_are() -> None:
+    """`assert 3 == 1` alone tells nothing: the line keeps what pytest says the 3 is (this
+    module's asserts are rewritten by pytest, as a step's tests are)."""
+    statements = ["INSERT", "INSERT", "INSERT"]
+    with pytest.raises(AssertionError) as bare:
+        assert len(statements) == 1
+    assert one_line(bare) == (
+        "AssertionError: assert 3 == 1 (where 3 = len(['INSERT', 'INSERT', 'INSERT']))"
+    )

@@ -113,6 +113,11 @@ def one_line(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
         return None
     error = excinfo.value
     line = f"{excinfo.typename}: {first_line(error)}".rstrip(": ")
+    if isinstance(error, AssertionError):
+        # pytest says what the numbers are on the lines after the first: `where 3 = len(...)`.
+        where = [w.strip(" +") for w in str(error).splitlines()[1:] if "where " in w]
+        if where:
+            line += f" ({'; '.join(where[:2])})"
     if (first := first_error(error)) is not None:
         where = ".".join(str(part) for part in first.get("loc", ()))
         line = f"{line}: {where}: {first['msg']}" if where else f"{line}: {first['msg']}"
