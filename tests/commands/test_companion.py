@@ -21,6 +21,7 @@ from workshop.checks.run import StepReport, TestOutcome
 from workshop.checks.timings import next_verdict, watching
 from workshop.commands import app
 from workshop.course import Course
+from workshop.course.catalogue import catalogue, wrong_app
 
 EXERCISE_01_2 = re.compile(r"# EXERCISE 01\.2:.*?# END EXERCISE\n", re.S)
 
@@ -349,3 +350,37 @@ def test_the_hint_shown_first_fits_the_failing_check(course: Course) -> None:
     assert exercise.hint_fitting("test_hashing_leaves_the_event_loop_free") == exercise.hints[1]
     assert exercise.hint_fitting("test_hash_is_argon2id_and_verifies[x]") == exercise.hints[0]
     assert exercise.hint_fitting(None) == exercise.hints[0]
+
+
+@pytest.mark.parametrize(
+    ("exercise", "wrong", "cause"),
+    [
+        # A queryset-style update(): the symptom is the response's validation error, the
+        # cause the lazy load inside it.
+        ("04.3", "queryset-style-update", "MissingGreenlet"),
+        # A bulk create as a loop of single creates: what the numbers are, not a bare 3 == 1.
+        ("04.4", "create-item-for-each", "items after,"),
+    ],
+)
+def test_check_shows_a_failures_cause(
+    course: Course,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_env: dict[str, str],
+    exercise: str,
+    wrong: str,
+    cause: str,
+) -> None:
+    """A Django developer's two first failures in step 04, as `workshop check 04` shows
+    them: the line under "Failing" names the cause, not only the symptom."""
+    copied = verify.starter_copy(course, tmp_path)
+    step = copied.step("04")
+    [answer] = [w for w in catalogue(course.step("04"), exercise) if w.name == wrong]
+    for relative, text in wrong_app(course.step("04"), answer).items():
+        (step.app_dir / relative).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(copied.root)
+    monkeypatch.setenv("DATABASE_URL", server_env["DATABASE_URL"])
+    code, output = run("check", "04")
+    assert code == 1
+    failing = output.partition(f"Next: exercise {exercise}")[2]
+    assert "Failing:" in failing and cause in failing, output

@@ -56,7 +56,8 @@ async def test_quotes_and_sql_in_a_new_item_are_stored_as_sent(
     before = await count(pkg, session)
     for fields in ({"name": "nul\x00"}, {"description": "\x00"}, {"attributes": {"k": "\x00"}}):
         assert (await client.post("/items", json=new_item(**fields))).status_code == 422
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
 
 
 @pytest.mark.exercise("04.5")
@@ -85,4 +86,5 @@ async def test_quotes_and_sql_in_search_and_filters_are_just_words(
         assert await ids(q=payload) == [], payload
         assert await ids(attr=f"tag:{payload}") == [], payload
         assert await ids(attr=f"{payload}:1") == [], payload
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"

@@ -118,7 +118,8 @@ async def test_an_invalid_body_is_422_and_writes_nothing(
     response = await client.post("/items", json=body)
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"][0] == "body"
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
 
 
 async def test_a_price_sent_as_a_json_number_is_422_saying_to_send_a_string(
@@ -137,7 +138,8 @@ async def test_a_price_sent_as_a_json_number_is_422_saying_to_send_a_string(
             assert response.status_code == 422, (path, number)
             error = response.json()["errors"][0]
             assert error["loc"][-1] == "price" and 'as a string, e.g. "9.99"' in error["msg"]
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
     schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
     for schema in ("ItemCreate", "ItemUpdate"):
         assert '"number"' not in json.dumps(schemas[schema]["properties"]["price"]), schema
@@ -151,7 +153,8 @@ async def test_bulk_create_writes_all_items(
     response = await client.post("/items/bulk", json=[new_item() for _ in range(5)])
     assert response.status_code == 201
     assert len(response.json()) == 5 and all(i["id"] for i in response.json())
-    assert await count(pkg, session) == before + 5
+    rows = await count(pkg, session)
+    assert rows == before + 5, f"{rows} items after, {before} before: 5 more expected"
 
 
 @pytest.mark.exercise("04.4")
@@ -164,11 +167,13 @@ async def test_bulk_create_writes_nothing_when_one_item_conflicts(
     items = [new_item(), new_item(), new_item(name=taken), new_item()]
     response = await client.post("/items/bulk", json=items)
     assert response.status_code == 409
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
     # Twice the same name within one request: the same answer, nothing written.
     twice = new_item()
     assert (await client.post("/items/bulk", json=[twice, twice])).status_code == 409
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
     # The largest bulk, its last item taken: still one transaction, nothing written.
     items = [new_item() for _ in range(99)] + [new_item(name=taken)]
     assert (await client.post("/items/bulk", json=items)).status_code == 409
@@ -194,7 +199,8 @@ async def test_bulk_create_takes_1_to_100_items(
     before = await count(pkg, session)
     response = await client.post("/items/bulk", json=[new_item() for _ in range(size)])
     assert response.status_code == 422
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
 
 
 async def test_bulk_create_with_one_invalid_item_writes_nothing(
@@ -204,7 +210,8 @@ async def test_bulk_create_with_one_invalid_item_writes_nothing(
     response = await client.post("/items/bulk", json=[new_item(), new_item(price="-5")])
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"][:2] == ["body", 1]
-    assert await count(pkg, session) == before
+    rows = await count(pkg, session)
+    assert rows == before, f"{rows} items after, {before} before: it wrote what it should not"
 
 
 @pytest.mark.exercise("04.2")

@@ -41,7 +41,10 @@ async def test_payloads_in_search_and_filters_are_just_words(
             response = await client.get("/items", params=params, headers=auth(user))
             assert response.status_code == 200, (params, response.text)
             assert response.json()["items"] == []
-    assert await counts(pkg, session) == before
+    rows = await counts(pkg, session)
+    assert rows == before, (
+        f"(items, users) {rows} after, {before} before: it wrote where it should not"
+    )
 
 
 @pytest.mark.exercise("05.1")
@@ -53,4 +56,7 @@ async def test_payloads_in_the_login_email_are_just_a_wrong_email(
     for payload in PAYLOADS:
         data = {"username": payload, "password": "whatever it is"}
         assert (await client.post("/auth/token", data=data)).status_code == 401
-    assert await counts(pkg, session) == before
+    rows = await counts(pkg, session)
+    assert rows == before, (
+        f"(items, users) {rows} after, {before} before: it wrote where it should not"
+    )
