@@ -37,7 +37,7 @@ from .blame import (
 from .databases import DATABASES_KEY, TestDatabases
 
 # The fixtures every step's tests use.
-pytest_plugins = ("workshop.checks.fixtures",)
+pytest_plugins = ("workshop.checks.fixtures", "workshop.checks.pgbouncer")
 # Seconds a step's test may take before it fails as hung; the slowest take a few.
 STEP_TEST_TIMEOUT = 60
 REPORT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -125,6 +125,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     )
     if report.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
+        if isinstance(report.longrepr, tuple):  # (file, line, "Skipped: why")
+            entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
     if not report.failed:
         return report
     entry["outcome"] = "failed"
