@@ -19,6 +19,8 @@ from workshop.course.loader import load_package
 def test_solution_passes_every_check(a_step: Step, solution_reports: verify.Reports) -> None:
     report = solution_reports[a_step]
     assert not verify.solution_problems(report), report.output
+    if report.missing:  # its checks that need what this machine lacks did not run
+        pytest.skip("; ".join(report.missing))
 
 
 def test_starter_fails_exactly_its_exercises(a_step: Step, starter_reports: verify.Reports) -> None:

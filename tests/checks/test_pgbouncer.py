@@ -5,11 +5,14 @@ install it where it has none, and a failure instead where WORKSHOP_REQUIRE_PGBOU
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from workshop.checks.pgbouncer import missing
+from workshop.checks.run import StepReport, TestOutcome
+from workshop.course import Course
 from workshop.postgres import Server
 from workshop.postgres.pgbouncer_config import find_pgbouncer, install_command
 
@@ -124,3 +127,43 @@ def test_the_install_command_fits_the_machine() -> None:
     windows = install_command("win32")
     assert "no Windows package" in windows and "docker compose up -d pgbouncer" in windows
     assert "WSL" in windows
+
+
+def test_check_reports_an_exercise_this_machine_cannot_check_as_needing_pgbouncer(
+    pytester: pytest.Pytester, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not done, and not the learner's to do: `workshop check` says what to install."""
+    make_step(pytester, server, monkeypatch)
+    hide_pgbouncer(pytester, monkeypatch)
+    monkeypatch.setenv("WORKSHOP_WARM", "0")  # no warm process left behind in the copy
+    monkeypatch.setenv("COLUMNS", "200")
+    result = pytester.run(sys.executable, "-m", "workshop", "check", "06")
+    assert result.ret == 1
+    needs = f"needs PgBouncer: {install_command()}"
+    result.stdout.fnmatch_lines([f"*06.1*Say who you are*{needs}*", f"Checking 06.1 {needs}"])
+    assert "complete" not in result.stdout.str() and "Next: exercise" not in result.stdout.str()
+
+
+def test_a_test_skipped_for_want_of_pgbouncer_leaves_its_exercise_undone(course: Course) -> None:
+    step = course.step("05")
+    first, second = step.exercises[:2]
+    needs = missing()
+    report = StepReport(
+        step,
+        solution=False,
+        tests=[
+            TestOutcome("a", "passed", (first.id,), None),
+            TestOutcome("b", "skipped", (first.id,), None, needs),
+            TestOutcome("c", "skipped", (second.id,), None, needs),
+            TestOutcome("d", "failed", (second.id,), second.id, "AssertionError"),
+            TestOutcome("e", "skipped", (), None, needs),
+        ],
+        output="",
+    )
+    assert report.state(first) == needs and not report.done(first)
+    assert report.state(second) == "to do (0/2 pass)"  # the learner's work comes first
+    assert report.missing == [needs] and not report.other_failures and not report.complete
+    # Skipped for another reason, a test does not stand in the way.
+    assert (
+        TestOutcome("f", "skipped", (first.id,), None, "a test of this step failed").needs is None
+    )

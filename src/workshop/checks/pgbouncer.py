@@ -20,12 +20,11 @@ from ..course import Course
 from ..postgres.pgbouncer import REQUIRE, PgBouncer, PgBouncerFailed
 from ..postgres.pgbouncer_config import find_pgbouncer, install_command, workshop_users
 from .databases import TestDatabases
+from .run import NEEDS
 
 # Server connections per database and user of the tests' PgBouncer: few, so that a test that
 # holds one in a transaction knows which one the next transaction gets.
 POOL_SIZE = 2
-# How a test's skip reason starts when the machine lacks what it needs (see run.py).
-NEEDS = "needs "
 
 
 def missing() -> str:

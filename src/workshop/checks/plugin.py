@@ -129,6 +129,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
     if not report.failed:
         return report
+    if entry["outcome"] == "skipped":
+        entry["reason"] = None  # its skip's reason: the failure's own replaces it
     entry["outcome"] = "failed"
     if (failed_step := step_of(item.path)) is not None:
         item.config.stash[FAILED_STEPS_KEY].add(failed_step.dir)

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from ..course import Exercise, Step, WorkshopError
 
+# How a test's skip reason starts when this machine lacks what the test needs (a test that
+# needs PgBouncer skips with `needs PgBouncer: <install command>`: see pgbouncer.py).
+NEEDS = "needs "
+
 # What every check imports before its first test: `watch` imports them once, then forks a
 # child per check, which starts with them loaded. The step's own code is never among them:
 # each child imports the files as they are now.
@@ -44,7 +48,15 @@ class TestOutcome:
     outcome: str  # passed, failed or skipped
     exercises: tuple[str, ...]
     blame: str | None  # the exercise a failure is due to (see the pytest plugin)
-    reason: str | None = None  # why it failed, in one line
+    reason: str | None = None  # why it failed (or skipped), in one line
+
+    @property
+    def needs(self) -> str | None:
+        """What this machine lacks for it (`needs PgBouncer: <install command>`), when it
+        skipped for that reason."""
+        if self.outcome == "skipped" and self.reason and self.reason.startswith(NEEDS):
+            return self.reason
+        return None
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,18 @@ class StepReport:
         return [t for t in self.tests if exercise.id in t.exercises]
 
     def done(self, exercise: Exercise) -> bool:
-        """It has tests, and none of them failed because of it (some may still wait for
-        another exercise: see `waits_on`)."""
+        """It has tests, none of them failed because of it, and none skipped for want of
+        something on this machine (some may still wait for another exercise: `waits_on`)."""
         tests = self.tests_of(exercise)
-        return bool(tests) and not any(t.blame == exercise.id for t in tests)
+        return (
+            bool(tests)
+            and not any(t.blame == exercise.id for t in tests)
+            and self.needs(exercise) is None
+        )
+
+    def needs(self, exercise: Exercise) -> str | None:
+        """What this machine lacks to check it: `needs PgBouncer: <install command>`."""
+        return next((t.needs for t in self.tests_of(exercise) if t.needs), None)
 
     def waits_on(self, exercise: Exercise) -> list[str]:
         """The other exercises that its failing tests are blamed on."""
@@ -72,6 +92,9 @@ class StepReport:
         """`done`, `to do (2/3 pass)` or `waits on 05.4 (7/9 pass)`: what a learner reads."""
         tests = self.tests_of(exercise)
         passed = sum(t.outcome == "passed" for t in tests)
+        blamed = any(t.blame == exercise.id for t in tests)
+        if (needs := self.needs(exercise)) is not None and not blamed:
+            return needs
         if not self.done(exercise):
             return f"to do ({passed}/{len(tests)} pass)"
         if waits := self.waits_on(exercise):
@@ -89,11 +112,16 @@ class StepReport:
     @property
     def other_failures(self) -> list[TestOutcome]:
         """Failing tests that belong to no exercise: the step's earlier features."""
-        return [t for t in self.tests if not t.exercises and t.outcome != "passed"]
+        return [t for t in self.tests if not t.exercises and t.outcome != "passed" and not t.needs]
+
+    @property
+    def missing(self) -> list[str]:
+        """What this machine lacks for some of the step's tests, each said once."""
+        return sorted({t.needs for t in self.tests if t.needs})
 
     @property
     def complete(self) -> bool:
-        return not self.unfinished and not self.other_failures
+        return not self.unfinished and not self.other_failures and not self.missing
 
 
 def run_checks(step: Step, *, solution: bool = False, in_process: bool = False) -> StepReport:

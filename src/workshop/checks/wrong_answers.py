@@ -31,6 +31,12 @@ class Verdict:
         """The tests that fail on it, as `tests/file.py::name`."""
         return [t.nodeid.split("/", 2)[2] for t in self.tests if t.outcome == "failed"]
 
+    @property
+    def needs(self) -> str | None:
+        """What this machine lacks to try it, when tests of its exercise skipped for want of
+        it (`needs PgBouncer: ...`)."""
+        return next((t.needs for t in self.tests if t.needs), None)
+
 
 def run_catalogue(
     course: Course,
@@ -100,6 +106,8 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
                     f"{where} is accepted ({verdict.wrong.accepted}), yet fails "
                     + ", ".join(verdict.caught_by)
                 )
+        elif not verdict.caught_by and verdict.needs:
+            found.append(f"{where} could not be tried on this machine: it {verdict.needs}")
         elif not verdict.caught_by:
             found.append(f"{where} passes every test of its exercise ({verdict.wrong.mistake})")
     return found

@@ -79,6 +79,8 @@ def dev_wrong_answers(
         column.overflow = "fold"  # names are read whole, never cut with an ellipsis
     for verdict in verdicts:
         caught = Text("\n".join(verdict.caught_by)) or Text("NOT CAUGHT", style="red")
+        if not verdict.caught_by and verdict.needs:
+            caught = Text(f"NOT TRIED: {verdict.needs}", style="yellow")
         if verdict.wrong.accepted is not None:
             caught = Text("accepted: ") + Text(verdict.wrong.accepted) + Text(" / ") + caught
         table.add_row(Text(verdict.wrong.label), Text(verdict.wrong.mistake), caught)

@@ -152,7 +152,8 @@ def check_and_say(
         table.add_column(column)
     for exercise in chosen.exercises:
         state = report.state(exercise)
-        colour = "green" if state == "done" else "yellow" if report.done(exercise) else "red"
+        waiting = report.done(exercise) or state == report.needs(exercise)
+        colour = "green" if state == "done" else "yellow" if waiting else "red"
         table.add_row(exercise.id, Text(exercise.title), Text(state, style=colour))
     console.print(table)
     for failure in report.other_failures:
@@ -166,8 +167,13 @@ def check_and_say(
     if report.complete:
         console.print(f"[green]Step {chosen.number} is complete.[/]")
         return 0
-    if report.unfinished:
-        exercise = report.unfinished[0]
+    for missing in report.missing:
+        # Not done, and not the learner's to do: this machine cannot check them yet.
+        ids = ", ".join(e.id for e in chosen.exercises if report.needs(e) == missing)
+        console.print(f"Checking {ids or 'the step'} {missing}", soft_wrap=True, markup=False)
+    to_do = [e for e in report.unfinished if report.state(e) != report.needs(e)]
+    if to_do:
+        exercise = to_do[0]
         where = marker_of(chosen, exercise, solution=solution)
         console.print(f"\nNext: [bold]exercise {exercise.id}[/]: {escape(exercise.title)}")
         if where is not None:
