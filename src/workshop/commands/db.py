@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,17 +54,59 @@ def db_url(step: StepOpt = None) -> None:
 
 @command(app, "start")
 def db_start() -> None:
-    """Start the embedded server (or check the DATABASE_URL one)."""
-    url = database.workshop_database_url(Course().root)
+    """Start the embedded server (or check the DATABASE_URL one), and PgBouncer in front of
+    it when this machine has one (step 06 serves through it)."""
+    course = Course()
+    url = database.workshop_database_url(course.root)
     version = database.server_version(url)
     console.print(f"PostgreSQL {version} is running at {database.describe(url)}.")
+    console.print(start_pgbouncer(course, database.resolve_server(course.root)), markup=False)
+
+
+def start_pgbouncer(course: Course, server: database.Server) -> str:
+    """Start the workshop's PgBouncer in front of the server; what to say about it."""
+    from ..postgres.pgbouncer import PgBouncer
+    from ..postgres.pgbouncer_config import find_pgbouncer, install_command, workshop_users
+
+    if (binary := find_pgbouncer()) is None:
+        return f"PgBouncer is not installed (step 06 serves through it): {install_command()}."
+    status = PgBouncer.for_root(course.root).start(server.url, workshop_users(course, server.url))
+    return f"{pgbouncer_line(binary, status.port, status.pool_mode)}, in front of it."
+
+
+def pgbouncer_line(binary: Path, port: int, pool_mode: str) -> str:
+    from ..postgres.pgbouncer_config import version
+
+    number = ".".join(map(str, version(binary)))
+    return f"PgBouncer {number} is running on 127.0.0.1:{port}, pool mode {pool_mode}"
+
+
+def pgbouncer_status(root: Path) -> str:
+    """`db status`'s line on PgBouncer."""
+    from ..postgres.pgbouncer import PgBouncer
+    from ..postgres.pgbouncer_config import find_pgbouncer, install_command
+
+    if (binary := find_pgbouncer()) is None:
+        return f"PgBouncer is not installed (step 06 serves through it): {install_command()}."
+    bouncer = PgBouncer.for_root(root)
+    if (status := bouncer.status()) is None:
+        return f"PgBouncer is stopped: `{COMMAND} db start` starts it."
+    return (
+        f"{pgbouncer_line(binary, status.port, status.pool_mode)} "
+        f"(config: {relative(bouncer.ini, root)})."
+    )
 
 
 @command(app, "stop")
 def db_stop() -> None:
-    """Stop the embedded server (and the warm process that runs checks, if there is one)."""
+    """Stop the embedded server, and the workshop's PgBouncer and the warm process that runs
+    checks, if they run."""
+    from ..postgres.pgbouncer import PgBouncer
+
     root = Course().root
     warm.stop(root)
+    if PgBouncer.for_root(root).stop():
+        console.print("PgBouncer is stopped.")
     if database.ToolkitSettings.load(root).database_url:
         console.print("DATABASE_URL points at a server of your own: the workshop leaves it alone.")
         return
@@ -78,8 +121,8 @@ def db_stop() -> None:
 
 @command(app, "status")
 def db_status() -> None:
-    """Say which server the workshop uses, whether it answers (exit code 1 if not), and
-    which database each step works on."""
+    """Say which server the workshop uses, whether it answers (exit code 1 if not), where
+    PgBouncer listens and how it pools, and which database each step works on."""
     from ..postgres import step_databases
 
     course = Course()
@@ -104,6 +147,7 @@ def db_status() -> None:
             f"Embedded PostgreSQL {version} is running (data: {relative(embedded.pgdata, root)})."
         )
         server = database.Server(url=url, source="embedded")
+    console.print(pgbouncer_status(root), soft_wrap=True, markup=False)
     for line in step_databases.status_lines(course, server):
         console.print(line, soft_wrap=True, markup=False)
 

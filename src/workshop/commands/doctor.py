@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from .. import postgres as database
 from ..course import Course, WorkshopError
@@ -26,7 +27,8 @@ app = typer.Typer()
 
 @command(app, panel=TOOLS)
 def doctor() -> None:
-    """Check this machine: Python, packages, the database, port 8000, docs and notebooks.
+    """Check this machine: Python, packages, the database, port 8000, docs and notebooks,
+    and the tools some steps use (wrk, PgBouncer).
 
     The database: whether it answers, its version, whether a database can be created. Each
     problem comes with its fix; exit code 1 if anything is broken.
@@ -87,6 +89,15 @@ def doctor() -> None:
         "[green]installed[/]" if wrk else "[yellow]missing[/]",
         "" if wrk else "For `bench` only: `sudo apt-get install wrk` or `brew install wrk`.",
     )
+    # Only step 06 needs PgBouncer: without it, its checks say so and the rest works.
+    from ..postgres.pgbouncer_config import find_pgbouncer, install_everywhere, version
+
+    if (pgbouncer := find_pgbouncer()) is not None:
+        installed = ".".join(map(str, version(pgbouncer)))
+        table.add_row("PgBouncer (step 06)", f"[green]{installed}[/]", "")
+    else:
+        how = Text(f"For step 06: {install_everywhere()}")
+        table.add_row("PgBouncer (step 06)", "[yellow]missing[/]", how)
     console.print(table)
     if problems:
         raise typer.Exit(1)

@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,6 +35,7 @@ from .pgbouncer_config import (
     POOL_SIZE,
     config_text,
     find_pgbouncer,
+    free_port,
     install_command,
     read_users,
     run_as,
@@ -56,17 +58,6 @@ class PgBouncerMissing(WorkshopError):
 
 class PgBouncerFailed(WorkshopError):
     """The pgbouncer found did not start, or does not run."""
-
-
-def free_port(preferred: int | None = None) -> int:
-    """`preferred` when nothing listens on it, else a port on 127.0.0.1 that nothing uses."""
-    with socket.socket() as probe:
-        with contextlib.suppress(OSError):
-            if preferred:
-                probe.bind(("127.0.0.1", preferred))
-                return preferred
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -159,7 +150,7 @@ class PgBouncer:
                 self.add_users(users)
                 return running
             self.stop()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         old = self._config()
         port = free_port(old.getint("pgbouncer", "listen_port") if old else port)
         config = config_text(upstream, self.folder, port, pool_size, version(binary))
@@ -170,6 +161,10 @@ class PgBouncer:
         if owner is not None:
             for path in (self.folder, self.ini, self.userlist):
                 os.chown(path, *owner)
+            for parent in self.folder.parents:
+                # Its user must pass through the folders above its own (to pass, not to list),
+                # as the embedded server's must to reach its data.
+                parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
         self._launch(binary, owner)
         return self._wait_until_up(port)
 

@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,14 @@ def install_command(platform: str = sys.platform) -> str:
     return "sudo apt-get install pgbouncer"
 
 
+def install_everywhere() -> str:
+    """How to install PgBouncer on each kind of machine the workshop runs on."""
+    return (
+        f"Debian/Ubuntu: `{install_command('linux')}`; macOS: `{install_command('darwin')}`; "
+        f"Windows: {install_command('win32')}."
+    )
+
+
 def find_pgbouncer() -> Path | None:
     """The machine's pgbouncer: on PATH, else where Debian's package or Homebrew puts it."""
     if found := shutil.which("pgbouncer"):
@@ -212,3 +221,16 @@ def run_as(upstream: URL) -> tuple[int, int] | None:
             return owner.st_uid, owner.st_gid
     nobody = pwd.getpwnam("nobody")
     return nobody.pw_uid, nobody.pw_gid
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens on it, else a port on 127.0.0.1 that nothing uses."""
+    with socket.socket() as probe:
+        # As PgBouncer binds: a port it left a moment ago is still its to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            if preferred:
+                probe.bind(("127.0.0.1", preferred))
+                return preferred
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
