@@ -59,6 +59,10 @@ def test_it_answers_through_transaction_mode_and_stops_without_a_trace(
     # with it what that one SET outside a transaction (its pool has one connection here).
     run_sync(fetch(url, "SET work_mem = '7777kB'"))
     assert run_sync(fetch(url, "SHOW work_mem")) == ["7777kB"]
+    # Its admin console says so too, and counts those transactions.
+    pools = [p for p in bouncer.show("POOLS") if p["database"] == server.url.database]
+    assert [p["pool_mode"] for p in pools] == ["transaction"]
+    assert bouncer.show("CONFIG")  # rows of text: the console answers
     # Started again in front of the same server: the same process.
     assert bouncer.start(server.url, {}, pool_size=1).pid == status.pid
     assert bouncer.stop()

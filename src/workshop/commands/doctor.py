@@ -27,8 +27,7 @@ app = typer.Typer()
 
 @command(app, panel=TOOLS)
 def doctor() -> None:
-    """Check this machine: Python, packages, the database, port 8000, docs and notebooks,
-    and the tools some steps use (wrk, PgBouncer).
+    """Check this machine: Python, packages, the database, port 8000, docs, notebooks, PgBouncer.
 
     The database: whether it answers, its version, whether a database can be created. Each
     problem comes with its fix; exit code 1 if anything is broken.

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 # How the learner runs the toolkit: the README's way, which works without activating the venv.
 COMMAND = "uv run workshop"
@@ -48,6 +49,14 @@ class Exercise:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How `workshop run` serves a step, unless told otherwise."""
+
+    workers: int = 1  # uvicorn's worker processes
+    pgbouncer: bool = False  # through the workshop's PgBouncer, when the machine has one
+
+
+@dataclass(frozen=True)
 class Step:
     dir: Path
 
@@ -79,9 +88,17 @@ class Step:
         return self.dir.parent.parent / "docs" / "steps" / f"{self.name}.md"
 
     @cached_property
+    def _declared(self) -> dict[str, Any]:
+        return tomllib.loads((self.dir / "exercises.toml").read_text(encoding="utf-8"))
+
+    @cached_property
     def exercises(self) -> list[Exercise]:
-        data = tomllib.loads((self.dir / "exercises.toml").read_text(encoding="utf-8"))
-        return [Exercise(**entry) for entry in data.get("exercise", [])]
+        return [Exercise(**entry) for entry in self._declared.get("exercise", [])]
+
+    @property
+    def serving(self) -> Serving:
+        """How `workshop run` serves it: exercises.toml's `[serve]` table, if it has one."""
+        return Serving(**self._declared.get("serve", {}))
 
     def exercise(self, exercise_id: str) -> Exercise:
         for exercise in self.exercises:

@@ -23,12 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import psutil
 from sqlalchemy.engine import URL, make_url
 
 from ..course import COMMAND, WorkshopError
-from .databases import run_sync
+from . import pgbouncer_console
 from .pgbouncer_config import (
     ADMIN,
     FILES,
@@ -42,7 +41,8 @@ from .pgbouncer_config import (
     version,
     write_users,
 )
-from .server import CONNECT_TIMEOUT, EmbeddedServer, ToolkitSettings, libpq_dsn
+from .pgbouncer_console import console_url
+from .server import EmbeddedServer, ToolkitSettings
 
 # PgBouncer's own default port, 6432, is the one a pgbouncer package's system service holds:
 # the workshop's takes the next, or any free port when that one is taken.
@@ -245,27 +245,20 @@ class PgBouncer:
             write_users(self.userlist, wanted)
             self.reload()
 
+    def console(self) -> URL:
+        """The admin console's URL (user `pgbouncer`, database `pgbouncer`)."""
+        if (running := self.status()) is None:
+            raise PgBouncerFailed(f"PgBouncer is not running: `{COMMAND} db start` starts it.")
+        return console_url(running.port, ADMIN, read_users(self.userlist)[ADMIN])
+
     def reload(self) -> None:
         """Make the running PgBouncer read its config and users again (its RELOAD)."""
-        if (running := self.status()) is None:
-            return
-        console = URL.create(
-            "postgresql",
-            username=ADMIN,
-            password=read_users(self.userlist)[ADMIN],
-            host="127.0.0.1",
-            port=running.port,
-            database="pgbouncer",
-        )
+        if self.status() is not None:
+            pgbouncer_console.reload(self.console())
 
-        async def reload() -> None:
-            connection = await asyncpg.connect(libpq_dsn(console), timeout=CONNECT_TIMEOUT)
-            try:
-                await connection.execute("RELOAD")  # the admin console speaks simple queries
-            finally:
-                await connection.close()
-
-        run_sync(reload())
+    def show(self, what: str) -> list[dict[str, str]]:
+        """The admin console's `SHOW <what>` (POOLS, CLIENTS, STATS...): its rows, as text."""
+        return pgbouncer_console.show(self.console(), what)
 
     def through(self, url: str | URL) -> str:
         """The same user and database, through this PgBouncer: a SQLAlchemy URL (asyncpg)."""
