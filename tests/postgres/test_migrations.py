@@ -4,6 +4,7 @@ step's schema behind: the toolkit's own path (a connection handed in) is not the
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from workshop.postgres import (
 )
 from workshop.postgres.migrations import Migrations
 from workshop.postgres.roles import provision_roles
+from workshop.postgres.server import psql_command
 
 
 def steps_with_migrations() -> list[Step]:
@@ -76,9 +78,11 @@ def alembic(step: Step, name: str, url: URL, *arguments: str) -> subprocess.Comp
     ids=lambda step: step.name,
 )
 def test_alembic_upgrade_sql_prints_what_the_online_run_does(step: Step, server: Server) -> None:
-    """`alembic upgrade head --sql` prints the migrations for someone to run by hand. Like the
-    online run, the script must become the owner role first, or its tables would belong to
-    whoever runs it: run as the administrator, it leaves every table the owner's."""
+    """`alembic upgrade head --sql` prints the migrations for someone to run by hand (with
+    psql: statement by statement, as CREATE INDEX CONCURRENTLY needs). Like the online run,
+    the script must become the owner role first (SET LOCAL ROLE in step 05's one transaction,
+    SET ROLE for step 06's one per migration), or its tables would belong to whoever runs it:
+    run as the administrator, it leaves every table the owner's."""
     migrations = Migrations(step, solution=True)
     roles = migrations.roles()
     assert roles is not None
@@ -91,21 +95,21 @@ def test_alembic_upgrade_sql_prints_what_the_online_run_does(step: Step, server:
         done = alembic(step, name, url, "upgrade", "head", "--sql")
         assert done.returncode == 0, done.stderr
         before_any_table = done.stdout.partition("CREATE TABLE")[0]
-        assert f'SET LOCAL ROLE "{owner}";' in before_any_table, before_any_table
-        run_sync(run_script(url, done.stdout))
+        assert re.search(f'SET (LOCAL )?ROLE "{owner}";', before_any_table), before_any_table
+        script = subprocess.run(
+            [psql_command(), libpq_dsn(url), "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1"],
+            input=done.stdout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert script.returncode == 0, script.stderr
         version, tables = run_sync(schema_of(url))
         assert version == max(migrations.revisions())
         assert run_sync(table_owners(url)) == {owner}, tables
     finally:
         run_sync(drop_database(server.url, name))
-
-
-async def run_script(url: URL, sql: str) -> None:
-    connection = await asyncpg.connect(libpq_dsn(url))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def table_owners(url: URL) -> set[str]:

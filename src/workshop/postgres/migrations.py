@@ -46,8 +46,12 @@ class Migrations:
     async def _run(self, url: str, work: Any) -> Any:
         engine = create_async_engine(url, poolclass=NullPool)
         try:
-            async with engine.begin() as connection:
-                return await connection.run_sync(work)
+            # Outside a transaction: the step's env.py begins its own, which is how step 06's
+            # runs one per migration, and none around CREATE INDEX CONCURRENTLY.
+            async with engine.connect() as connection:
+                result = await connection.run_sync(work)
+                await connection.commit()
+                return result
         finally:
             await engine.dispose()
 
@@ -83,6 +87,7 @@ class Migrations:
 
         def upgrade(connection: Connection) -> bool:
             before = MigrationContext.configure(connection).get_current_heads()
+            connection.commit()  # that read began a transaction: env.py must see none
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
             return MigrationContext.configure(connection).get_current_heads() != before

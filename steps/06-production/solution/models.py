@@ -63,8 +63,10 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
-    # An Argon2id hash (with its salt and cost), never the password.
-    hashed_password: Mapped[str] = mapped_column(String(255))
+    # An Argon2id hash (with its salt and cost), never the password. Stored in the column
+    # password_hash since step 06 (migrations 0008-0010, a rename by expand and contract); the
+    # attribute keeps its name, so no line of Python changes.
+    hashed_password: Mapped[str] = mapped_column("password_hash", String(255))
     is_active: Mapped[bool] = mapped_column(server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -76,6 +78,8 @@ class LoginAttempt(Base):
     __tablename__ = "login_attempts"
     __table_args__ = (
         Index("ix_login_attempts_email_address_at", "email", "address", "attempted_at"),
+        # The limit per client address alone (step 06), built CONCURRENTLY by 0007.
+        Index("ix_login_attempts_address_at", "address", "attempted_at"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
