@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy.engine import URL, make_url
 
 from workshop.commands.serving import free_port
-from workshop.course import Step
+from workshop.course import Course, Step
 from workshop.postgres import (
     EmbeddedServer,
     Server,
@@ -35,6 +35,8 @@ from workshop.postgres import (
     test_database_name,
 )
 from workshop.postgres.migrations import Migrations
+from workshop.postgres.pgbouncer import PgBouncer
+from workshop.postgres.pgbouncer_config import workshop_users
 from workshop.testing import TcpProxy
 
 APP_NAME = "workshop-under-attack"  # the application_name of the served app's connections
@@ -123,10 +125,17 @@ async def migrated_database(step: Step, server: Server, label: str) -> AsyncIter
 
 @asynccontextmanager
 async def serve_step(
-    step: Step, server: Server, *, proxied: bool = False, **settings: str
+    step: Step,
+    server: Server,
+    *,
+    proxied: bool = False,
+    pgbouncer: PgBouncer | None = None,
+    workers: int = 1,
+    **settings: str,
 ) -> AsyncIterator[Served]:
-    """The step's solution under uvicorn (one worker), on a fresh migrated database; with
-    `proxied`, its connections go through a TcpProxy (`served.proxy`) a test can cut."""
+    """The step's solution under uvicorn (`workers` processes), on a fresh migrated database;
+    with `proxied`, its connections go through a TcpProxy (`served.proxy`) a test can cut;
+    with `pgbouncer`, through that PgBouncer (running, in front of `server`)."""
     async with migrated_database(step, server, "faults") as url:
         app_url = Migrations(step, solution=True).app_url(url) if step.has_migrations else url
         proxy = None
@@ -134,12 +143,15 @@ async def serve_step(
             proxy = TcpProxy(make_url(app_url))
             await proxy.start()
             app_url = proxy.url
+        if pgbouncer is not None:
+            app_url = await asyncio.to_thread(pgbouncer.through, app_url)
         port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": app_url,
             "APP_NAME": APP_NAME,
             "SECRET_KEY": "a-secret-key-for-the-fault-tests-only-0123456789",
+            "WEB_CONCURRENCY": str(workers),  # step 06's connection budget counts them
             **{key.upper(): value for key, value in settings.items()},
         }
         process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
@@ -150,6 +162,8 @@ async def serve_step(
                 "solution.main:app",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
                 "--log-level",
                 "warning",
             ],
@@ -192,6 +206,19 @@ def reachable_folder(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         Path(folder).chmod(0o755)
         yield Path(folder)
+
+
+@contextmanager
+def pgbouncer_in_front(course: Course, server: Server) -> Iterator[PgBouncer]:
+    """A PgBouncer of the test's own (transaction mode, the workshop's configuration) in front
+    of `server`, stopped at the end."""
+    with reachable_folder("workshop-pgbouncer-") as folder:
+        bouncer = PgBouncer(folder / "pgbouncer")
+        try:
+            bouncer.start(server.url, workshop_users(course, server.url), port=None)
+            yield bouncer
+        finally:
+            bouncer.stop()
 
 
 @dataclass(frozen=True)

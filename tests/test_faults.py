@@ -5,6 +5,7 @@ recovers by itself once the attack stops. Bounded: a few seconds a step, loopbac
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,10 +16,21 @@ import httpx
 import psutil
 import pytest
 
+from workshop.checks.pgbouncer import missing
 from workshop.course import Course, Step
 from workshop.postgres import Server
+from workshop.postgres.pgbouncer import REQUIRE
+from workshop.postgres.pgbouncer_config import QUERY_WAIT_SECONDS, find_pgbouncer
 
-from .faults import PrivateServer, Served, load, reachable_folder, serve_step
+from .faults import (
+    Load,
+    PrivateServer,
+    Served,
+    load,
+    pgbouncer_in_front,
+    reachable_folder,
+    serve_step,
+)
 
 # Minutes of attack: CI runs them (`uv run pytest -m exhaustive`), the README's run does not.
 pytestmark = pytest.mark.exhaustive
@@ -29,11 +41,16 @@ REQUESTS = {
     "03": "/items?limit=1",
     "04": "/items?limit=1",
     "05": "/items?limit=1",
+    "06": "/items?limit=1",
 }
+# Step 06 as it is served: 2 workers through PgBouncer (where this machine has one; CI does).
+needs_pgbouncer = pytest.mark.skipif(
+    find_pgbouncer() is None and not os.environ.get(REQUIRE), reason=missing()
+)
 
 
 async def token_headers(served: Served) -> dict[str, str]:
-    """Sign up and log in on step 05's app: its items need a token."""
+    """Sign up and log in on step 05's (or 06's) app: its items need a token."""
     account = {"email": "mallory@example.com", "password": "a long enough password"}
     async with httpx.AsyncClient(base_url=served.base_url) as client:
         assert (await client.post("/users", json=account)).status_code == 201
@@ -73,7 +90,7 @@ async def test_postgresql_stopped_and_started_again_is_a_fast_503_then_served(
     path = REQUESTS[number]
     server = await asyncio.to_thread(private_server.start)
     async with serve_step(step, server, connect_timeout=str(connect_timeout)) as served:
-        headers = await token_headers(served) if number == "05" else None
+        headers = await token_headers(served) if number >= "05" else None
         back = 0.0
 
         async def stop_then_start() -> None:
@@ -114,7 +131,7 @@ async def test_connections_ended_under_load_get_200_or_503_and_recover(
     step: Step = course.step(number)
     path = REQUESTS[number]
     async with serve_step(step, server) as served:
-        headers = await token_headers(served) if number == "05" else None
+        headers = await token_headers(served) if number >= "05" else None
         stop = asyncio.Event()
         killed = 0
 
@@ -267,3 +284,109 @@ async def test_load_leaves_the_pool_idle_and_memory_flat(course: Course, server:
     total = sum(r.total for r in runs)
     p99 = max(r.quantile(0.99) for r in runs)
     print(f"load: {total} requests, 0 errors, p99 {p99 * 1000:.0f} ms, growth {growth:.1f} MiB")
+
+
+# -- step 06 as it is served: 2 workers through PgBouncer ------------------------------------
+
+STEP_06 = "06"
+
+
+async def attacked_through_pgbouncer(
+    served: Served, attack: Callable[[], Awaitable[object]], seconds: float = 3
+) -> tuple[Load, float, Load]:
+    """Load on step 06's items while `attack` runs beside it; then the seconds until it serves
+    again, and a second of load after that."""
+    path = REQUESTS[STEP_06]
+    headers = await token_headers(served)
+    seen, _ = await asyncio.gather(
+        load(served, lambda c: c.get(path), clients=16, seconds=seconds, headers=headers),
+        attack(),
+    )
+    async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as client:
+        recovery = await until_served(lambda: status_of(client, path), within=15)
+    after = await load(served, lambda c: c.get(path), clients=8, seconds=1, headers=headers)
+    return seen, recovery, after
+
+
+def assert_answered_and_recovered(
+    name: str, served: Served, seen: Load, recovery: float, after: Load
+) -> None:
+    log = "\n".join(served.log[-40:])
+    assert not seen.dropped, f"requests left without an answer: {dict(seen.dropped)}\n{log}"
+    assert set(seen.statuses) <= {200, 503}, f"{dict(seen.statuses)}\n{log}"
+    assert recovery < 15, f"the app did not serve again after {name}"
+    assert set(after.statuses) == {200} and not after.dropped, dict(after.statuses)
+    print(
+        f"06 through PgBouncer, {name}: {dict(seen.statuses)}, slowest answer "
+        f"{max(seen.latencies):.2f} s, served again within {recovery:.2f} s"
+    )
+
+
+@needs_pgbouncer
+async def test_step_06_through_pgbouncer_survives_its_server_connections_ended(
+    course: Course, server: Server
+) -> None:
+    """The server ends PgBouncer's connections to it, every 200 ms, under load."""
+    with pgbouncer_in_front(course, server) as bouncer:
+        async with serve_step(course.step(STEP_06), server, pgbouncer=bouncer, workers=2) as served:
+            stop = asyncio.Event()
+            killed = 0
+
+            async def kill_every_200_ms() -> None:
+                nonlocal killed
+                while not stop.is_set():
+                    await asyncio.sleep(0.2)
+                    killed += await served.kill_app_backends()
+
+            async def attack() -> None:
+                killer = asyncio.create_task(kill_every_200_ms())
+                await asyncio.sleep(3)
+                stop.set()
+                await killer
+
+            seen, recovery, after = await attacked_through_pgbouncer(served, attack)
+    assert killed > 0, "the attack ended no connection: it proved nothing"
+    assert seen.statuses[200] > 0
+    assert_answered_and_recovered(
+        f"{killed} server connections ended", served, seen, recovery, after
+    )
+
+
+@needs_pgbouncer
+async def test_step_06_through_pgbouncer_survives_postgresql_stopped_and_started(
+    course: Course, private_server: PrivateServer
+) -> None:
+    """PostgreSQL stopped under load behind PgBouncer, down for a while, started again."""
+    server = await asyncio.to_thread(private_server.start)
+    with pgbouncer_in_front(course, server) as bouncer:
+        async with serve_step(course.step(STEP_06), server, pgbouncer=bouncer, workers=2) as served:
+
+            async def stop_then_start() -> None:
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(private_server.stop)
+                await asyncio.sleep(1.5)
+                await asyncio.to_thread(private_server.start)
+
+            seen, recovery, after = await attacked_through_pgbouncer(served, stop_then_start)
+    # Down for 1.5 s: PgBouncer keeps the clients' queries waiting for a server connection
+    # (retrying the login each second), so a request either waited across the outage or got
+    # its 503; none waits past PgBouncer's query_wait_timeout.
+    slowest = max(seen.latencies)
+    assert seen.statuses[503] > 0 or slowest >= 1, "PostgreSQL was down, yet no request noticed"
+    assert slowest < QUERY_WAIT_SECONDS + 1, f"a request waited {slowest:.1f} s"
+    assert_answered_and_recovered("PostgreSQL restarted", served, seen, recovery, after)
+
+
+@needs_pgbouncer
+async def test_step_06_survives_pgbouncer_itself_restarted(course: Course, server: Server) -> None:
+    """PgBouncer stopped and started again under load: every client connection of the app's
+    pools is gone at once."""
+    with pgbouncer_in_front(course, server) as bouncer:
+        async with serve_step(course.step(STEP_06), server, pgbouncer=bouncer, workers=2) as served:
+
+            async def restart() -> None:
+                await asyncio.sleep(1)
+                await asyncio.to_thread(bouncer.restart)
+
+            seen, recovery, after = await attacked_through_pgbouncer(served, restart)
+    assert_answered_and_recovered("PgBouncer restarted", served, seen, recovery, after)
