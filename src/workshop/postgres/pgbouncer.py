@@ -221,13 +221,15 @@ class PgBouncer:
         pid = self.pid()
         if pid is None:
             return False
-        process = psutil.Process(pid)
-        binary = Path(process.exe()) if process.exe() else find_pgbouncer()
+        binary = find_pgbouncer()
+        with contextlib.suppress(psutil.Error, OSError):
+            binary = Path(psutil.Process(pid).exe())  # the one running, if it says
         # Its immediate shutdown: SIGTERM until 1.23, which made SIGTERM wait for every client.
         immediate = signal.SIGTERM
         if binary is not None and version(binary) >= (1, 23):
             immediate = signal.SIGQUIT
         with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
             process.send_signal(immediate)
             try:
                 process.wait(timeout=STARTUP_SECONDS)

@@ -75,11 +75,11 @@ logfile = {log}
 pidfile = {pidfile}
 """
 
-# PgBouncer 1.21 tracks prepared statements itself when this is above 0 (1.22 and later: 200
-# by default). Off, as in the PgBouncer Debian ships: the app must not count on it.
+# PgBouncer 1.21 tracks prepared statements itself when this is above 0 (1.24 and later: 200
+# by default). Off, as before 1.21 (Debian 12 ships 1.18): the app must not count on it.
 PREPARED = """\
 ;; PgBouncer's own tracking of prepared statements, off: the app must not count on it
-;; (Debian's PgBouncer has none; from 1.22 it is on by default).
+;; (before 1.21 there is none, and from 1.24 it is on by default).
 max_prepared_statements = 0
 """
 
