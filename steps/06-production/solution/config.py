@@ -34,10 +34,25 @@ class Settings(BaseSettings):
     pool_pre_ping: bool = False
     # Seconds to wait for PostgreSQL to accept a connection before giving up.
     connect_timeout: PositiveFloat = 5.0
-    # Seconds a statement may run before PostgreSQL cancels it.
-    statement_timeout: PositiveFloat = 15.0
     # How the app's connections are named in pg_stat_activity.
     app_name: str = "workshop"
+    # --8<-- [start:production]
+    # Worker processes serving the app. uvicorn's --workers reads the same variable
+    # (WEB_CONCURRENCY), so the start-up budget check counts the workers there are.
+    web_concurrency: PositiveInt = 2
+    # Connections PostgreSQL must keep free for what is not this app's pools: migrations,
+    # psql, monitoring. The budget check refuses to start when the workers would take them.
+    connection_headroom: NonNegativeInt = 10
+    # Connections each worker keeps apart for /readyz, so that a probe never waits behind
+    # requests for the pool.
+    readiness_connections: PositiveInt = 1
+    # Seconds /readyz (and the start-up budget check) wait for PostgreSQL before answering
+    # 503: below a probe's own timeout (one second in Kubernetes).
+    readiness_timeout: PositiveFloat = 0.5
+    # Argon2 hashes and checks running at once in each worker; past that, 503 at once. Each
+    # takes 64 MiB and a core for about a tenth of a second.
+    argon2_concurrency: PositiveInt = 2
+    # --8<-- [end:production]
     # --8<-- [start:security]
     # Signs the tokens. From the environment only, 32+ random characters: the app refuses
     # to start without one, unless DEV_MODE=true.
@@ -52,6 +67,9 @@ class Settings(BaseSettings):
     # After this many failed logins for one email from one address within the window, 429.
     login_attempts: PositiveInt = 5
     login_window_seconds: PositiveInt = 60
+    # After this many logins and sign-ups from one client address within that window, whatever
+    # their emails, 429: one client can neither try many accounts nor open many.
+    address_attempts: PositiveInt = 20
     # --8<-- [end:security]
     # --8<-- [end:pool]
 

@@ -1,17 +1,41 @@
 """The engine, its connection pool, and one session per request."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import exc
+from sqlalchemy import exc, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from starlette.datastructures import State
 
 from .config import Settings
+from .errors import DATABASE_DOWN
+
+logger = logging.getLogger(__name__)
+
+
+# --8<-- [start:connect-args]
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """What asyncpg.connect() gets for each new connection, straight to PostgreSQL or through
+    PgBouncer in transaction mode, where each transaction may run on another server connection."""
+    # EXERCISE 06.2: leave no prepared statement behind on PgBouncer's server connections
+    return {
+        "timeout": settings.connect_timeout,
+        # PgBouncer passes application_name on, and refuses most other startup parameters
+        # (statement_timeout is on the app's role now: migration 0006).
+        "server_settings": {"application_name": settings.app_name},
+        # Off, asyncpg prepares every statement unnamed and parses it again with each run:
+        # nothing is left on a server connection for another client to collide with.
+        "statement_cache_size": 0,
+    }
+    # END EXERCISE
+
+
+# --8<-- [end:connect-args]
 
 
 # --8<-- [start:engine]
@@ -24,19 +48,72 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
         pool_pre_ping=settings.pool_pre_ping,
-        # Passed to asyncpg.connect() for every new connection.
+        connect_args=connect_args(settings),
+    )
+
+
+def create_readiness_engine(settings: Settings) -> AsyncEngine:
+    """A pool apart for /readyz: READINESS_CONNECTIONS connections no request ever takes."""
+    return create_async_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.readiness_connections,
+        max_overflow=0,
+        pool_timeout=settings.readiness_timeout,
+        pool_recycle=settings.pool_recycle,
+        # A probe is rare: a connection that died since the last one is replaced, not reported.
+        pool_pre_ping=True,
         connect_args={
-            "timeout": settings.connect_timeout,
-            # Set on the server for the whole session: PostgreSQL itself enforces them.
-            "server_settings": {
-                "application_name": settings.app_name,
-                "statement_timeout": str(round(settings.statement_timeout * 1000)),  # in ms
-            },
+            **connect_args(settings),
+            "timeout": settings.readiness_timeout,
+            "server_settings": {"application_name": f"{settings.app_name}-readiness"},
         },
     )
 
 
 # --8<-- [end:engine]
+
+
+# --8<-- [start:budget]
+def check_budget(settings: Settings, *, max_connections: int, reserved: int) -> None:
+    """Refuse to start when the workers' pools together could ask PostgreSQL for more
+    connections than it gives the app's role (`reserved`: those kept for superusers)."""
+    # EXERCISE 06.1: raise RuntimeError, with the numbers, when the budget exceeds the allowed
+    per_worker = settings.pool_size + settings.max_overflow + settings.readiness_connections
+    budget = settings.web_concurrency * per_worker
+    allowed = max_connections - reserved - settings.connection_headroom
+    if budget > allowed:
+        raise RuntimeError(
+            f"The app could open {budget} connections: WEB_CONCURRENCY {settings.web_concurrency}"
+            f" x (POOL_SIZE {settings.pool_size} + MAX_OVERFLOW {settings.max_overflow}"
+            f" + READINESS_CONNECTIONS {settings.readiness_connections}). PostgreSQL allows"
+            f" {allowed}: max_connections {max_connections} - {reserved} reserved"
+            f" - CONNECTION_HEADROOM {settings.connection_headroom}. Lower WEB_CONCURRENCY,"
+            " POOL_SIZE or MAX_OVERFLOW, or raise max_connections."
+        )
+    # END EXERCISE
+
+
+LIMITS = text(
+    "SELECT current_setting('max_connections')::int,"
+    " current_setting('superuser_reserved_connections')::int"
+    # PostgreSQL 16 and later also keep reserved_connections for pg_use_reserved_connections.
+    " + coalesce(current_setting('reserved_connections', true)::int, 0)"
+)
+
+
+async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
+    """Ask PostgreSQL what it allows, and check the budget against it. A server that does not
+    answer is no reason not to start: /readyz says 503 until it does."""
+    try:
+        async with asyncio.timeout(settings.readiness_timeout), engine.connect() as connection:
+            max_connections, reserved = (await connection.execute(LIMITS)).one()
+    except (*DATABASE_DOWN, DBAPIError) as error:
+        logger.warning("connection budget not checked: PostgreSQL did not answer (%r)", error)
+        return
+    check_budget(settings, max_connections=max_connections, reserved=reserved)
+
+
+# --8<-- [end:budget]
 
 
 # --8<-- [start:fair]

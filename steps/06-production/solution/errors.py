@@ -50,6 +50,9 @@ UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 RETRY_SQLSTATES = ("40001", "40P01")
 # A statement cancelled by statement_timeout: the database is up, the query too slow.
 QUERY_CANCELED = "57014"
+# A lock not had within lock_timeout (the app's role sets it: migration 0006), as when a
+# migration holds the table: the statement was not run, and it may well run in a moment.
+LOCK_NOT_AVAILABLE = "55P03"
 # A constraint's name (from the naming convention) -> the field the client should fix.
 CONSTRAINT_FIELDS = {
     "uq_items_owner_id_name": "name",
@@ -199,6 +202,14 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
     if code == QUERY_CANCELED:
         # Retrying would only be as slow: a 504, and no Retry-After.
         return problem(request, 504, "The database took too long to answer.", reason="timeout")
+    if code == LOCK_NOT_AVAILABLE:
+        return problem(
+            request,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The data is busy right now. Try again shortly.",
+            headers={"Retry-After": "1"},
+            reason="lock_timeout",
+        )
     if code in RETRY_SQLSTATES:
         # PostgreSQL rolled the transaction back: the very same request may be sent again.
         return problem(

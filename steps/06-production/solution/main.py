@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
-from .db import create_engine
+from .db import check_connection_budget, create_engine, create_readiness_engine
 from .errors import ERROR_RESPONSES, add_error_handlers
 from .routes import auth, health, items, users
 from .security import signing_key
@@ -49,23 +49,31 @@ class BodyLimit:
 # --8<-- [start:lifespan]
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start-up: one engine and one session factory for the app's life. Shut-down: close them."""
+    """Start-up: the engines and the session factory for the app's life, once the connection
+    budget is checked. Shut-down: close them."""
+    settings = app.state.settings
     # No real SECRET_KEY, no start: better than an app whose tokens anyone can forge.
-    app.state.signing_key = signing_key(app.state.settings)
-    # Creating the engine opens no connection: the pool opens them on first use.
-    engine = create_engine(app.state.settings)
+    app.state.signing_key = signing_key(settings)
+    # Creating an engine opens no connection: the pool opens them on first use.
+    engine = create_engine(settings)
     app.state.engine = engine
+    # The probe's own small pool, apart from the requests' (routes/health.py).
+    app.state.readiness_engine = create_readiness_engine(settings)
     # expire_on_commit=False: after a commit, objects keep their values instead of reloading
     # them on the next attribute access, which in async code would be hidden I/O.
     app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     # One turn per connection the pool may open: requests wait for them in order (db.py).
-    settings = app.state.settings
     app.state.connection_turns = asyncio.Semaphore(settings.pool_size + settings.max_overflow)
+    # This worker's Argon2 slots: a login or sign-up past them is answered 503 (security.py).
+    app.state.argon2_slots = asyncio.Semaphore(settings.argon2_concurrency)
     try:
+        # Through the probe's pool: its connection is then open for the first /readyz.
+        await check_connection_budget(app.state.readiness_engine, settings)
         yield
     finally:
         # Close every pooled connection, so none outlives the app on the server.
         await engine.dispose()
+        await app.state.readiness_engine.dispose()
 
 
 # --8<-- [end:lifespan]

@@ -5,6 +5,7 @@ As FastAPI's security tutorial does it, with pwdlib and PyJWT, and OWASP's advic
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import String, cast, func, select
+from starlette.datastructures import State
 
 from .config import Settings
 from .db import SessionDep
@@ -61,6 +63,45 @@ async def verify_password(password: str, hashed: str) -> bool:
 
 
 # --8<-- [end:passwords]
+
+
+# --8<-- [start:argon2-slots]
+BUSY = HTTPException(
+    status.HTTP_503_SERVICE_UNAVAILABLE,
+    "Too many passwords are being checked right now. Try again in a moment.",
+    headers={"Retry-After": "1"},
+)
+
+
+async def take_argon2_slot(state: State) -> None:
+    """Take one of this worker's ARGON2_CONCURRENCY slots, or raise BUSY (a 503) at once."""
+    # EXERCISE 06.4: take a free slot of state.argon2_slots, or raise BUSY without waiting
+    # A line that waits would grow without end under a flood, each waiter holding a request
+    # open: refused at once, a client retries after Retry-After, and the worker keeps serving.
+    if state.argon2_slots.locked():
+        raise BUSY
+    await state.argon2_slots.acquire()  # one is free: acquire() returns at once
+    # END EXERCISE
+
+
+async def password_work(request: Request) -> AsyncIterator[None]:
+    """For the routes that run Argon2: a slot before any other work, for the whole route."""
+    await take_argon2_slot(request.app.state)
+    try:
+        yield
+    finally:
+        request.app.state.argon2_slots.release()
+
+
+# scope="function": the slot is given back as soon as the route returns.
+PasswordWork = Depends(password_work, scope="function")
+# --8<-- [end:argon2-slots]
+
+
+def client_address(request: Request) -> str:
+    """The client's address, as the limits count it. Behind a proxy, uvicorn's --proxy-headers
+    and --forwarded-allow-ips decide whether it is the client's or the proxy's (one for all)."""
+    return request.client.host[:64] if request.client else ""
 
 
 # --8<-- [start:tokens]

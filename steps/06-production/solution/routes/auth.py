@@ -9,7 +9,13 @@ from .. import crud
 from ..db import SessionDep
 from ..errors import Problem
 from ..schemas import Token
-from ..security import DUMMY_HASH, create_access_token, verify_password
+from ..security import (
+    DUMMY_HASH,
+    PasswordWork,
+    client_address,
+    create_access_token,
+    verify_password,
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 FAILED = HTTPException(
@@ -20,11 +26,13 @@ FAILED = HTTPException(
 REFUSED = {
     401: {"model": Problem, "description": "Incorrect email or password"},
     429: {"model": Problem, "description": "Too many failed logins"},
+    503: {"model": Problem, "description": "Too many passwords being checked: retry"},
 }
 
 
 # --8<-- [start:login]
-@router.post("/token", responses=REFUSED)
+# PasswordWork first: past the worker's Argon2 slots, a 503 before anything else is done.
+@router.post("/token", responses=REFUSED, dependencies=[PasswordWork])
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, request: Request
 ) -> Token:
@@ -36,10 +44,9 @@ async def login(
         # for an unknown email, before anything is written.
         raise FAILED
     window = settings.login_window_seconds
-    # The limit is per email and client address: an attacker elsewhere cannot lock the owner
-    # out. Behind a proxy, uvicorn's --proxy-headers and --forwarded-allow-ips decide whether
-    # this is the client's address or the proxy's (one for everybody).
-    address = request.client.host[:64] if request.client else ""
+    # Two limits: per email and client address (an attacker elsewhere cannot lock the owner
+    # out), and per address whatever the email (one client cannot try many accounts).
+    address = client_address(request)
     # Each attempt is written before it is checked, then counted, in PostgreSQL: every app
     # process sees the same count, and a burst of concurrent guesses cannot slip past it.
     # One refused is not written: only attempts checked against a password count.
@@ -48,6 +55,7 @@ async def login(
         email=email,
         address=address,
         limit=settings.login_attempts,
+        address_limit=settings.address_attempts,
         seconds=window,
     )
     if not allowed:

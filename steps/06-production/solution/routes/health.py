@@ -1,11 +1,14 @@
-"""GET /health and GET /health/db: does PostgreSQL answer, and how busy is the pool?"""
+"""Probes: GET /livez (is the process up?) and GET /readyz (can it serve?), for orchestrators
+and load balancers; GET /health and GET /health/db for people: the version, the pool."""
 
+import asyncio
 import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..db import EngineDep, SessionDep, turn_for_a_connection
@@ -13,6 +16,46 @@ from ..errors import DATABASE_DOWN
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
+
+
+class Probe(BaseModel):
+    status: Literal["ok", "unavailable"]
+
+
+NOT_READY = {503: {"model": Probe, "description": "PostgreSQL does not answer"}}
+
+
+# --8<-- [start:probes]
+@router.get("/livez")
+async def livez() -> Probe:
+    """Say the process is up and its event loop answers: restart it when this fails."""
+    # EXERCISE 06.3: answer without the database
+    # A database that is down is no reason to restart the app: restarted, it would come back
+    # to the same database, down, and every instance would restart at once.
+    return Probe(status="ok")
+    # END EXERCISE
+
+
+@router.get("/readyz", responses=NOT_READY)
+async def readyz(request: Request, response: Response) -> Probe:
+    """Say whether PostgreSQL answers this worker: send it traffic only when it does."""
+    # EXERCISE 06.3: ask PostgreSQL through the probe's own pool, READINESS_TIMEOUT at most
+    state = request.app.state
+    try:
+        # Never in the requests' line: a saturated pool is busy, not broken, and a probe
+        # that waited there would take every worker out of the load balancer at once.
+        async with asyncio.timeout(state.settings.readiness_timeout):
+            async with state.readiness_engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except (*DATABASE_DOWN, DBAPIError) as error:
+        logger.warning("readiness: PostgreSQL does not answer (%s)", type(error).__name__)
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Probe(status="unavailable")
+    return Probe(status="ok")
+    # END EXERCISE
+
+
+# --8<-- [end:probes]
 
 
 class Health(BaseModel):
