@@ -3,7 +3,8 @@
 Loaded through the `pytest11` entry point wherever the workshop is installed. A test that lives
 in `steps/NN-name/tests/` gets that step's package (`app/`, or `solution/` with `--solution`),
 a throwaway database of its own on the resolved server (databases.py), and the fixtures of
-fixtures.py; a failure is blamed on one exercise (blame.py).
+fixtures.py (and pgbouncer.py's, for the tests that go through PgBouncer); a failure is blamed
+on one exercise (blame.py).
 """
 
 from __future__ import annotations

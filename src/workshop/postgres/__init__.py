@@ -1,5 +1,6 @@
-"""The PostgreSQL the workshop runs on: the embedded server (or `DATABASE_URL`'s), each step's
-database, the tests' ready databases, the roles of least privilege, and migrations.
+"""The PostgreSQL the workshop runs on: the embedded server (or `DATABASE_URL`'s) and the
+PgBouncer the toolkit runs in front of it (step 06), each step's database, the tests' ready
+databases, the roles of least privilege, and migrations.
 
 It may use `workshop.course` (the course on disk) and nothing above it: no checks, no
 commands. The names below are the ones the notebooks and the tests use.
