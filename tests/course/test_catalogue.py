@@ -59,6 +59,16 @@ def test_code_replaces_the_chosen_block_and_imports_go_on_top() -> None:
     assert apply(WrongAnswer("04.2", "x", "y", code="pass"), SOLUTION, Path("crud.py")) is None
 
 
+def test_blocks_are_counted_through_the_files() -> None:
+    """An exercise with blocks in two files (06.4: crud.py, then security.py): `block = 3` is
+    this file's first block when an earlier file held two, and `block = 1` is not here."""
+    third = WrongAnswer("04.1", "third", "?", code="return 3", block=3)
+    changed = apply(third, SOLUTION, Path("security.py"), before=2)
+    assert changed is not None and changed.count("return 3") == 1
+    assert changed.index("return 3") < changed.index("a second block")
+    assert apply(WrongAnswer("04.1", "first", "?", code="pass"), SOLUTION, Path("x.py"), 2) is None
+
+
 def test_an_edit_that_does_not_match_once_is_refused() -> None:
     wrong = WrongAnswer("04.1", "typo", "?", edit=[Edit("session.rollback()", "pass")])
     with pytest.raises(WorkshopError, match="typo"):

@@ -22,7 +22,8 @@ A shortcut judged *not* wrong stays in the catalogue with `accepted = "why it is
 exercise's tests must pass on it, so the decision is on record and proven.
 
 Each wrong answer replaces the exercise's marked block (the `block`-th one, from 1, when the
-exercise has several; `block = [1, 2]` lets its edits reach both) in a copy of the solution.
+exercise has several, counted through the package's files in path order; `block = [1, 2]` lets
+its edits reach both, in one file) in a copy of the solution.
 That copy becomes a learner's `app/`, and only its exercise's tests are run on it: at least one
 of them must fail.
 """
@@ -85,17 +86,17 @@ def catalogue(step: Step, exercise: str | None = None) -> list[WrongAnswer]:
     return [w for w in every if exercise in (None, w.exercise)]
 
 
-def apply(wrong: WrongAnswer, text: str, path: Path) -> str | None:
+def apply(wrong: WrongAnswer, text: str, path: Path, before: int = 0) -> str | None:
     """`text` (a solution file) with the wrong answer in place of its exercise's block(s), or
-    None when the file does not hold them."""
+    None when the file does not hold them (`before`: the exercise's blocks in earlier files)."""
     lines = text.splitlines(keepends=True)
     starts = [
         (number, match)
         for number, line in enumerate(lines)
         if (match := START.match(line)) and match["id"] == wrong.exercise
     ]
-    chosen = [wrong.block] if isinstance(wrong.block, int) else wrong.block
-    if not chosen or max(chosen) > len(starts):
+    chosen = [b - before for b in ([wrong.block] if isinstance(wrong.block, int) else wrong.block)]
+    if not chosen or min(chosen) < 1 or max(chosen) > len(starts):
         return None
     spans: dict[int, tuple[int, int, str]] = {}  # block -> (first line, END line, indent)
     bodies: dict[int, str] = {}
@@ -130,10 +131,15 @@ def apply(wrong: WrongAnswer, text: str, path: Path) -> str | None:
 def wrong_app(step: Step, wrong: WrongAnswer) -> dict[Path, str]:
     """Every file of an `app/` that is the solution but for this wrong answer."""
     files: dict[Path, str] = {}
-    applied = 0
+    applied = before = 0
     for path in package_files(step.solution_dir):
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".py" and (changed := apply(wrong, text, path)) is not None:
+        changed = None
+        if path.suffix == ".py":
+            changed = apply(wrong, text, path, before)
+            starts = (START.match(line) for line in text.splitlines())
+            before += sum(1 for m in starts if m and m["id"] == wrong.exercise)
+        if changed is not None:
             applied += 1
             try:  # a wrong answer is code a learner could run
                 compile(changed, str(path), "exec")
