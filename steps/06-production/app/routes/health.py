@@ -26,7 +26,7 @@ NOT_READY = {503: {"model": Probe, "description": "PostgreSQL does not answer"}}
 
 
 @router.get("/livez")
-async def livez() -> Probe:
+async def livez(request: Request) -> Probe:
     """Say the process is up and its event loop answers: restart it when this fails."""
     # EXERCISE 06.3: answer without the database
     raise NotImplementedError("exercise 06.3 is yours to do: `uv run workshop hint 06.3`")

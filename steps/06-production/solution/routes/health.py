@@ -27,7 +27,7 @@ NOT_READY = {503: {"model": Probe, "description": "PostgreSQL does not answer"}}
 
 # --8<-- [start:probes]
 @router.get("/livez")
-async def livez() -> Probe:
+async def livez(request: Request) -> Probe:
     """Say the process is up and its event loop answers: restart it when this fails."""
     # EXERCISE 06.3: answer without the database
     # A database that is down is no reason to restart the app: restarted, it would come back
