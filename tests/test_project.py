@@ -54,7 +54,9 @@ def test_docker_compose_puts_pgbouncer_in_transaction_mode_in_front_of_it(course
 
 def test_env_example_lists_every_setting_with_its_default(course: Course) -> None:
     listed = dict(
-        re.findall(r"^#? ?([A-Z_]+)=(.*)$", (course.root / ".env.example").read_text(), re.M)
+        re.findall(
+            r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", (course.root / ".env.example").read_text(), re.M
+        )
     )
     for step in course.steps:
         settings = load_package(step, solution=True).config.Settings
