@@ -166,6 +166,12 @@ def test_db_start_status_and_stop_report_it(
         assert f"127.0.0.1:{status.port}, pool mode transaction, in front of it" in started.output
         said = CliRunner().invoke(app, ["db", "status"], env=env).output
         assert f"running on 127.0.0.1:{status.port}, pool mode transaction" in said
+        # `db url --pgbouncer`: the database through it; `db pgbouncer`: its admin console.
+        through = CliRunner().invoke(app, ["db", "url", "--pgbouncer"], env=env).stdout.strip()
+        assert make_url(through).port == status.port
+        assert run_sync(fetch(through, "SELECT current_database()")) == [server.url.database]
+        console = CliRunner().invoke(app, ["db", "pgbouncer", "-c", "SHOW POOLS"], env=env)
+        assert console.exit_code == 0, console.output
         stopped = CliRunner().invoke(app, ["db", "stop"], env=env)
         assert "PgBouncer is stopped." in stopped.output
         assert "leaves it alone" in stopped.output  # DATABASE_URL's server runs on

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy.engine import URL, make_url
 
 from .. import postgres as database
 from .. import warm
@@ -30,6 +31,24 @@ StepOpt = Annotated[
 ]
 
 
+PgBouncerOpt = Annotated[
+    bool,
+    typer.Option("--pgbouncer", help="Through the workshop's PgBouncer (started if need be)."),
+]
+
+
+def via_pgbouncer(url: URL) -> URL:
+    """The same user and database, through the workshop's PgBouncer, started if need be."""
+    from ..postgres.pgbouncer import PgBouncer
+    from ..postgres.pgbouncer_config import workshop_users
+
+    course = Course()
+    server = database.resolve_server(course.root)
+    bouncer = PgBouncer.for_root(course.root)
+    bouncer.start(server.url, workshop_users(course, server.url))
+    return make_url(bouncer.through(url))
+
+
 def step_target(number: str | None) -> StepDatabase:
     """The database a `db` command works on: the step's asked for, else the step run last."""
     from ..postgres import step_databases
@@ -46,10 +65,10 @@ def step_target(number: str | None) -> StepDatabase:
 
 
 @command(app, "url")
-def db_url(step: StepOpt = None) -> None:
+def db_url(step: StepOpt = None, pgbouncer: PgBouncerOpt = False) -> None:
     """Print the URL of a step's database (starting the embedded server if needed)."""
     url = step_target(step).url
-    print(url.render_as_string(hide_password=False))
+    print((via_pgbouncer(url) if pgbouncer else url).render_as_string(hide_password=False))
 
 
 @command(app, "start")
@@ -200,11 +219,27 @@ def db_reset(
     "psql",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
-def db_psql(ctx: typer.Context, step: StepOpt = None) -> None:
+def db_psql(ctx: typer.Context, step: StepOpt = None, pgbouncer: PgBouncerOpt = False) -> None:
     """Open psql on a step's database; psql's own options follow (-c "SELECT 1")."""
     url = step_target(step).url
+    psql(via_pgbouncer(url) if pgbouncer else url, ctx.args)
+
+
+@command(
+    app,
+    "pgbouncer",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def db_pgbouncer(ctx: typer.Context) -> None:
+    """Open psql on PgBouncer's admin console (SHOW POOLS;); psql's own options follow."""
+    from ..postgres.pgbouncer import PgBouncer
+
+    psql(PgBouncer.for_root(Course().root).console(), ctx.args)
+
+
+def psql(url: URL, arguments: list[str]) -> None:
     # The password travels in the environment, never on a command line others can list.
     env = {**os.environ, "PGPASSWORD": url.password or ""}
     dsn = database.libpq_dsn(url.set(password=None))
-    done = subprocess.run([database.server.psql_command(), dsn, *ctx.args], env=env, check=False)
+    done = subprocess.run([database.server.psql_command(), dsn, *arguments], env=env, check=False)
     raise typer.Exit(done.returncode)
