@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 from alembic import command
+from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -90,6 +91,9 @@ class Watch:
 
     def migration_waited(self) -> bool:
         return any(who == MIGRATION for who, _, _ in self.waits)
+
+    def longest_wait_of_the_migration(self) -> float:
+        return max((waited for who, _, waited in self.waits if who == MIGRATION), default=0)
 
 
 @asynccontextmanager
@@ -174,14 +178,14 @@ def retries() -> Iterator[Retries]:
 
 
 async def until(
-    condition: Callable[[], object], task: "asyncio.Future[Any] | None" = None, limit: float = 60
+    condition: Callable[[], object], task: "asyncio.Future[Any] | None" = None, limit: float = 30
 ) -> bool:
-    """Wait until condition() holds (True) or the task ends (False), at most `limit` seconds."""
-    async with asyncio.timeout(limit):
-        while not condition():
-            if task is not None and task.done():
-                return False
-            await asyncio.sleep(0.01)
+    """Wait until condition() holds (True), or the task ends or `limit` seconds pass (False)."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not condition():
+        if (task is not None and task.done()) or asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
     return True
 
 
@@ -207,10 +211,9 @@ async def database_at(migrations: Migrations, url: str, revision: str) -> int:
 # What each revision needs from a table a long read holds: "writes go on" (no lock a write or
 # a read conflicts with: it runs to its end beside them), or "queues" (ACCESS EXCLUSIVE, for a
 # moment: it waits for the read, writes queue behind it until its lock_timeout, and it tries
-# again until the read is over).
+# again until the read is over). 0007, the exercise's, has tests of its own below.
 NEEDS = {
     "0006": "writes go on",  # a role's settings: no table lock
-    "0007": "writes go on",  # CREATE INDEX CONCURRENTLY
     "0008": "queues",  # ALTER TABLE users ADD COLUMN ..., CREATE TRIGGER
     "0009": "writes go on",  # a batched UPDATE, VALIDATE CONSTRAINT
     "0010": "queues",  # ALTER TABLE users ... SET NOT NULL, DROP COLUMN
@@ -232,11 +235,19 @@ async def test_each_migration_runs_while_writes_go_on(
         running = asyncio.ensure_future(asyncio.to_thread(migrate, migrations, url, revision, FAST))
         if NEEDS[revision] == "queues":
             # Seen to give way once while the read holds on: then the read ends.
-            assert await until(lambda: retries.seen, running), "the migration ended early"
-            assert watch.migration_waited()
+            gave_way = await until(lambda: retries.seen, running)
+        else:
+            await until(running.done)
+        ended_first = running.done()
         await reader.close()
         await running
     longest = watch.longest_wait_behind(MIGRATION)
+    if NEEDS[revision] == "queues":
+        assert gave_way, f"migration {revision} never gave way to the writes queued behind it: " + (
+            "it ended while the read held its table" if ended_first else "no lock_timeout?"
+        )
+    else:
+        assert ended_first, f"migration {revision} waited for a read: it takes a lock writes need"
     if NEEDS[revision] == "writes go on":
         assert longest is None, f"writes waited {longest:.2f} s for migration {revision}"
     else:
@@ -257,13 +268,19 @@ async def test_a_migration_that_never_gets_its_lock_gives_up(
     url = empty_database_url
     user = await database_at(migrations, url, "0009")
     options = {**FAST, "lock_attempts": "3"}
-    async with watched(url, migrations.app_url(url), user) as watch, long_read(url):
-        with pytest.raises(Exception, match="Gave up after 3 attempts") as gave_up:
-            await asyncio.to_thread(migrate, migrations, url, "0010", options)
+    async with watched(url, migrations.app_url(url), user) as watch, long_read(url) as reader:
+        running = asyncio.to_thread(migrate, migrations, url, "0010", options)
+        giving_up = asyncio.ensure_future(running)
+        ended = await until(giving_up.done, limit=30)
         written = watch.written
-        assert await until(lambda: watch.written > written + 10, limit=10), "writes stopped"
+        writing = await until(lambda: watch.written > written + 10, limit=10)
+        await reader.close()
+        [outcome] = await asyncio.gather(giving_up, return_exceptions=True)
+    assert ended, "after 30 s the contract still waited for its lock: no lock_timeout?"
+    assert isinstance(outcome, CommandError), f"the contract did not give up: {outcome!r}"
+    assert "Gave up after 3 attempts" in str(outcome) and "lock_timeout" in str(outcome)
     assert len(retries.seen) == 2, retries.seen
-    assert "lock_timeout" in str(gave_up.value)
+    assert writing, "the writes do not go on once the migration gave up"
     longest = watch.longest_wait_behind(MIGRATION)
     assert longest is not None and longest <= LOCK_TIMEOUT + SLACK, longest
     connection = await asyncpg.connect(dsn(url))
@@ -371,4 +388,67 @@ async def test_a_plain_create_index_makes_the_writes_wait(
     print(
         f"\nA plain CREATE INDEX waited for a write under way, and the writes behind it waited "
         f"{longest:.2f} s: as long as that write lasted (pg_locks.waitstart)."
+    )
+
+
+@pytest.mark.exercise("06.5")
+async def test_the_index_build_waits_out_a_long_report_without_giving_up(
+    migrations: Migrations, empty_database_url: str, retries: Retries
+) -> None:
+    """A report runs in a transaction of its own (its snapshot older than the build): CREATE
+    INDEX CONCURRENTLY waits for it to end, making no write wait meanwhile. Under the
+    migrations' short lock_timeout it would give up, its build lost, and try again, until it
+    gave up for good: its waits make nobody queue, so they need no bound."""
+    url = empty_database_url
+    user = await database_at(migrations, url, "0006")
+    report = await asyncpg.connect(dsn(url), server_settings={"application_name": "report"})
+    async with watched(url, migrations.app_url(url), user) as watch:
+        try:
+            async with report.transaction(isolation="repeatable_read"):
+                await report.fetchval("SELECT count(*) FROM users")
+                running = asyncio.ensure_future(
+                    asyncio.to_thread(migrate, migrations, url, "0007", FAST)
+                )
+                # Until it has waited past the lock_timeout, or given way, or ended.
+                past = lambda: watch.longest_wait_of_the_migration() > LOCK_TIMEOUT + SLACK  # noqa: E731
+                await until(lambda: past() or retries.seen, running)
+        finally:
+            await report.close()
+        await running
+    index = await address_index(url)
+    assert index is not None and index[0], (
+        "migration 0007 left no valid ix_login_attempts_address_at"
+    )
+    assert not retries.seen, (
+        "the index build gave up waiting for a transaction older than it, under the "
+        f"migrations' lock_timeout: {retries.seen[0]}"
+    )
+    assert watch.longest_wait_behind(MIGRATION) is None, "writes waited for the index build"
+
+
+@pytest.mark.exercise("06.5")
+async def test_the_migrations_after_the_index_keep_their_lock_timeout(
+    migrations: Migrations, empty_database_url: str, retries: Retries
+) -> None:
+    """0007 and 0008 in one run, as a deploy runs them, while a transaction holds users (a
+    lock, no snapshot: the index build does not wait for it). 0008 needs users' ACCESS
+    EXCLUSIVE: it must still wait at most lock_timeout and give way, so whatever 0007 did to
+    the session's lock_timeout, it must set it back."""
+    url = empty_database_url
+    await database_at(migrations, url, "0006")
+    holder = await asyncpg.connect(dsn(url), server_settings={"application_name": "holder"})
+    try:
+        await holder.execute("BEGIN; LOCK TABLE users IN ACCESS SHARE MODE")
+        running = asyncio.ensure_future(asyncio.to_thread(migrate, migrations, url, "0008", FAST))
+        gave_way = await until(lambda: retries.seen, running)
+    finally:
+        await holder.close()  # its transaction ends
+    await running
+    index = await address_index(url)
+    assert index is not None and index[0], (
+        "migration 0007 left no valid ix_login_attempts_address_at"
+    )
+    assert gave_way, (
+        "0008, run after 0007, waited for its lock with no lock_timeout: 0007 left the "
+        "session's lock_timeout off (RESET goes back to the server's default, not alembic.ini's)"
     )

@@ -59,12 +59,22 @@ def session_settings() -> list[str]:
     return statements
 
 
-def run_with_retries() -> None:
+def settle(connection: Connection) -> None:
+    """The session's settings, committed: Alembic must find no transaction of ours, or it
+    takes it for the caller's, and neither begins nor commits any of its own."""
+    for statement in session_settings():
+        connection.exec_driver_sql(statement)
+    connection.commit()
+
+
+def run_with_retries(connection: Connection) -> None:
     """Run the migrations; one whose lock was not had within lock_timeout is rolled back (the
     ones before it stay committed) and run again after a pause, lock_attempts times at most."""
     attempts = int(option("lock_attempts", "5"))
     pause = float(option("lock_retry_pause", "1"))
     for attempt in range(1, attempts + 1):
+        # Each attempt under the run's settings: one that failed may have left others (0007).
+        settle(connection)
         try:
             context.run_migrations()
             return
@@ -103,17 +113,13 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    for statement in session_settings():
-        connection.exec_driver_sql(statement)
-    # Committed before Alembic sees the connection: a transaction of ours would be taken for
-    # the caller's, and Alembic would neither begin nor commit any of its own.
-    connection.commit()
+    settle(connection)  # before Alembic first sees the connection
     context.configure(
         connection=connection,
         target_metadata=target_metadata(),
         transaction_per_migration=True,
     )
-    run_with_retries()
+    run_with_retries(connection)
     connection.exec_driver_sql("RESET ROLE")
     connection.exec_driver_sql("RESET lock_timeout")
     connection.commit()
