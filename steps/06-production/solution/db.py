@@ -93,6 +93,10 @@ def check_budget(settings: Settings, *, max_connections: int, reserved: int) -> 
     # END EXERCISE
 
 
+# --8<-- [end:budget]
+
+
+# --8<-- [start:limits]
 LIMITS = text(
     "SELECT current_setting('max_connections')::int,"
     " current_setting('superuser_reserved_connections')::int"
@@ -113,7 +117,7 @@ async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> No
     check_budget(settings, max_connections=max_connections, reserved=reserved)
 
 
-# --8<-- [end:budget]
+# --8<-- [end:limits]
 
 
 # --8<-- [start:fair]

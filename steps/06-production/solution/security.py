@@ -65,14 +65,16 @@ async def verify_password(password: str, hashed: str) -> bool:
 # --8<-- [end:passwords]
 
 
-# --8<-- [start:argon2-slots]
+# --8<-- [start:busy]
 BUSY = HTTPException(
     status.HTTP_503_SERVICE_UNAVAILABLE,
     "Too many passwords are being checked right now. Try again in a moment.",
     headers={"Retry-After": "1"},
 )
+# --8<-- [end:busy]
 
 
+# --8<-- [start:argon2-slot]
 async def take_argon2_slot(state: State) -> None:
     """Take one of this worker's ARGON2_CONCURRENCY slots, or raise BUSY (a 503) at once."""
     # EXERCISE 06.4: take a free slot of state.argon2_slots, or raise BUSY without waiting
@@ -84,6 +86,10 @@ async def take_argon2_slot(state: State) -> None:
     # END EXERCISE
 
 
+# --8<-- [end:argon2-slot]
+
+
+# --8<-- [start:password-work]
 async def password_work(request: Request) -> AsyncIterator[None]:
     """For the routes that run Argon2: a slot before any other work, for the whole route."""
     await take_argon2_slot(request.app.state)
@@ -95,7 +101,7 @@ async def password_work(request: Request) -> AsyncIterator[None]:
 
 # scope="function": the slot is given back as soon as the route returns.
 PasswordWork = Depends(password_work, scope="function")
-# --8<-- [end:argon2-slots]
+# --8<-- [end:password-work]
 
 
 def client_address(request: Request) -> str:

@@ -145,9 +145,10 @@ async def test_a_transaction_on_another_server_connection_finds_its_statements(
         await on_another_server_connection(engine)
     except DBAPIError as error:
         pytest.fail(
-            "through PgBouncer, a transaction that ran on another server connection than the "
-            f"one before it failed: {str(error.orig).splitlines()[0]}. PgBouncer gives each "
-            "transaction any server connection: keep no prepared statement (db.connect_args)"
+            f"through PgBouncer: {str(error.orig).splitlines()[0]}. In transaction mode it "
+            "gives each transaction any of its server connections, and passes no startup "
+            "parameter but application_name and a few: keep no prepared statement, and send "
+            "no other parameter (db.connect_args)"
         )
     finally:
         await engine.dispose()

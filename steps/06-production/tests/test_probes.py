@@ -155,3 +155,25 @@ async def test_a_flood_of_probes_opens_no_more_than_the_probes_budget(
             f"20 probes opened {hop.opened} connections, more than READINESS_CONNECTIONS "
             f"({settings.readiness_connections}): ask through app.state.readiness_engine"
         )
+
+
+@pytest.mark.exercise("06.3")
+async def test_readyz_says_ok_again_when_postgresql_is_back(
+    pkg: ModuleType, settings: Any, hop: Any
+) -> None:
+    """PostgreSQL goes away (every connection cut, new ones refused) and comes back: /readyz
+    says 503, then 200 again, with no restart of the app: the probe's pool replaces the
+    connection it lost."""
+    app = pkg.main.create_app(settings.model_copy(update={"database_url": SecretStr(hop.url)}))
+    async with serve(app, raise_app_exceptions=False) as client:
+        before = (await client.get("/readyz")).status_code
+        await hop.stop()
+        during = (await client.get("/readyz")).status_code
+        await hop.start()
+        after = (await client.get("/readyz")).status_code
+    assert (before, during) == (200, 503)
+    if after != 200:
+        pytest.fail(
+            f"PostgreSQL was back, and /readyz answered {after}: ask through the probe's pool, "
+            "which replaces a connection it finds dead"
+        )
