@@ -190,6 +190,30 @@ async def test_step_05_and_step_06_both_work_between_expand_and_contract(
         assert await log_in(old, before) >= 500  # its column is gone
 
 
+async def test_the_not_null_rule_is_added_not_valid_then_validated(
+    migrations: Migrations, empty_database_url: str
+) -> None:
+    """0008 adds password_hash's rule NOT VALID (no scan under its ACCESS EXCLUSIVE lock),
+    0009 validates it (a scan that lets writes go on), and 0010 makes the column NOT NULL
+    through it, then drops it."""
+    url = empty_database_url
+    rule = (
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'ck_users_password_hash_not_null'"
+    )
+    not_null = (
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass "
+        "AND attname = 'password_hash'"
+    )
+    await migrations.upgrade(url, "0008")
+    assert [tuple(r) for r in await fetch(url, rule)] == [(False,)], "0008: not NOT VALID"
+    await migrations.upgrade(url, "0009")
+    assert [tuple(r) for r in await fetch(url, rule)] == [(True,)], "0009: not validated"
+    assert [tuple(r) for r in await fetch(url, not_null)] == [(False,)]
+    await migrations.upgrade(url, "0010")
+    assert await fetch(url, rule) == [], "0010 keeps the CHECK beside the NOT NULL"
+    assert [tuple(r) for r in await fetch(url, not_null)] == [(True,)]
+
+
 async def test_the_migrations_go_down_and_up_again_with_the_users(
     migrations: Migrations, empty_database_url: str
 ) -> None:
