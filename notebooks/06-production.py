@@ -175,9 +175,12 @@ async def connect(url: str, name: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn(url), server_settings={"application_name": name})
 
 
-async def waiting(name: str) -> bool:
-    """Whether the session of that name waits for a lock."""
-    return any(row["waits"] == name for row in await admin.fetch(WAITS))
+async def until_waiting(name: str, task: asyncio.Future) -> None:
+    """Until the session of that name waits for a lock, or its task is done."""
+    while not task.done():
+        if any(row["waits"] == name for row in await admin.fetch(WAITS)):
+            return
+        await asyncio.sleep(0.01)  # polled: PostgreSQL has no event to wait for
 
 
 async def index_beside_a_write(statement: str) -> None:
@@ -189,12 +192,10 @@ async def index_beside_a_write(statement: str) -> None:
     await transaction.start()
     await under_way.execute("INSERT INTO login_attempts (email, address) VALUES ('a@b.c', '')")
     building = asyncio.ensure_future(builder.execute(statement))
-    while not await waiting("the index"):  # polled: PostgreSQL has no event to wait for
-        await asyncio.sleep(0.01)
+    await until_waiting("the index", building)
     insert = "INSERT INTO login_attempts (email, address) VALUES ('next@b.c', '')"
     writing = asyncio.ensure_future(writer.execute(insert))
-    while not writing.done() and not await waiting("next write"):
-        await asyncio.sleep(0.01)
+    await until_waiting("next write", writing)
     for row in await admin.fetch(WAITS):
         print(dict(row))
     print("the next write is done:", writing.done())
@@ -287,7 +288,8 @@ await reader.fetchval("SELECT count(*) FROM users")
 writer = await connect(app_url, "the app's writes")
 waited: list[float] = []
 written = 0
-running = asyncio.ensure_future(asyncio.to_thread(migrate, "0008", lock_timeout="500ms", lock_retry_pause="0.5"))
+shorter = {"lock_timeout": "500ms", "lock_retry_pause": "0.5"}
+running = asyncio.ensure_future(asyncio.to_thread(migrate, "0008", **shorter))
 while not running.done():
     writing = asyncio.ensure_future(
         writer.execute("UPDATE users SET is_active = true WHERE id = 1")
