@@ -37,7 +37,8 @@ async def test_past_the_slots_a_request_is_answered_503_at_once(
         requests = [login(client) if n % 2 else sign_up(client) for n in range(slots + 2)]
         refused = await eventually(
             lambda: asyncio.sleep(0, [r for r in requests if r.done()]),
-            lambda done: len(done) >= 2 and gate.running >= slots,
+            # Or every request answered already (a starter's stub answers at once).
+            lambda done: len(done) == len(requests) or (len(done) >= 2 and gate.running >= slots),
             within=10,
         )
         running = gate.running
