@@ -126,8 +126,10 @@ async def test_row_level_security_shows_a_session_only_its_users_items(
         # setting is now empty (no longer unset), and an empty one still means nobody.
         assert await as_app.fetchval("SELECT count(*) FROM items") == 0
     finally:
-        await admin.execute("DELETE FROM users WHERE id = ANY($1)", ids)  # cascades to items
-        await admin.close()
+        try:
+            await admin.execute("DELETE FROM users WHERE id = ANY($1)", ids)  # cascades to items
+        finally:
+            await admin.close()
 
 
 @pytest.mark.exercise("05.5")

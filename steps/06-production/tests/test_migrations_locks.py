@@ -153,8 +153,10 @@ async def long_read(url: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         if not connection.is_closed():
-            await transaction.rollback()
-            await connection.close()
+            try:
+                await transaction.rollback()
+            finally:  # even when the rollback fails: a connection left open leaks (a warning)
+                await connection.close()
 
 
 class Retries(logging.Handler):
