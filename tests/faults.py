@@ -109,6 +109,26 @@ async def first_column(url: URL, query: str) -> set[Any]:
 
 
 @asynccontextmanager
+async def ending_app_connections(served: Served, every: float = 0.2) -> AsyncIterator[Counter[str]]:
+    """The server ends the app's connections every `every` seconds while the block runs (as an
+    operator's pg_terminate_backend would); `ended["connections"]` counts them."""
+    ended: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def end_them() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            ended["connections"] += await served.kill_app_backends()
+
+    killer = asyncio.create_task(end_them())
+    try:
+        yield ended
+    finally:
+        stop.set()
+        await killer
+
+
+@asynccontextmanager
 async def migrated_database(step: Step, server: Server, label: str) -> AsyncIterator[str]:
     """A database of the test's own, migrated by the step's reference (when the step has
     migrations), dropped at the end: its owner's URL."""

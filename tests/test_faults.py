@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,7 @@ from .faults import (
     Load,
     PrivateServer,
     Served,
+    ending_app_connections,
     load,
     pgbouncer_in_front,
     reachable_folder,
@@ -132,19 +134,9 @@ async def test_connections_ended_under_load_get_200_or_503_and_recover(
     path = REQUESTS[number]
     async with serve_step(step, server) as served:
         headers = await token_headers(served) if number >= "05" else None
-        stop = asyncio.Event()
-        killed = 0
-
-        async def kill_every_200_ms() -> None:
-            nonlocal killed
-            while not stop.is_set():
-                await asyncio.sleep(0.2)
-                killed += await served.kill_app_backends()
-
-        killer = asyncio.create_task(kill_every_200_ms())
-        seen = await load(served, lambda c: c.get(path), clients=16, seconds=3, headers=headers)
-        stop.set()
-        await killer
+        async with ending_app_connections(served) as ended:
+            seen = await load(served, lambda c: c.get(path), clients=16, seconds=3, headers=headers)
+        killed = ended["connections"]
         async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as client:
             recovery = await until_served(lambda: status_of(client, path), within=5)
     log = "\n".join(served.log[-40:])
@@ -329,22 +321,15 @@ async def test_step_06_through_pgbouncer_survives_its_server_connections_ended(
     """The server ends PgBouncer's connections to it, every 200 ms, under load."""
     with pgbouncer_in_front(course, server) as bouncer:
         async with serve_step(course.step(STEP_06), server, pgbouncer=bouncer, workers=2) as served:
-            stop = asyncio.Event()
-            killed = 0
-
-            async def kill_every_200_ms() -> None:
-                nonlocal killed
-                while not stop.is_set():
-                    await asyncio.sleep(0.2)
-                    killed += await served.kill_app_backends()
+            ended: Counter[str] = Counter()
 
             async def attack() -> None:
-                killer = asyncio.create_task(kill_every_200_ms())
-                await asyncio.sleep(3)
-                stop.set()
-                await killer
+                async with ending_app_connections(served) as counted:
+                    await asyncio.sleep(3)
+                ended.update(counted)
 
             seen, recovery, after = await attacked_through_pgbouncer(served, attack)
+            killed = ended["connections"]
     assert killed > 0, "the attack ended no connection: it proved nothing"
     assert seen.statuses[200] > 0
     assert_answered_and_recovered(
