@@ -1,29 +1,34 @@
-"""`workshop bench`: the step 04 and 05 references under load, beside four baselines.
+"""`workshop bench`: the step 04, 05 and 06 references under load, beside four baselines.
 
-Each variant is served by uvicorn (one worker, 127.0.0.1, no access log) on a database of the
-benchmark's own with 10,000 items to ask for (in step 05's, among other accounts' items), and
-loaded by wrk: a load generator written in C, so the client never competes with the app for
-Python's interpreter. Every round starts every variant afresh and loads them one after the
-other, in an order that rotates from round to round, so a machine that gets busier hits them
-all alike; the figures are the rounds' medians.
+Each variant is served by uvicorn (one worker, 127.0.0.1, no access log; step 06 also with two
+workers, and through a PgBouncer of the benchmark's own) on a database of the benchmark's own
+with 10,000 items to ask for (from step 05 on, among other accounts' items), and loaded by wrk:
+a load generator written in C, so the client never competes with the app for Python's
+interpreter. Every round starts every variant afresh and loads them one after the other, in an
+order that rotates from round to round, so a machine that gets busier hits them all alike; the
+figures are the rounds' medians, at each number of client connections asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +38,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import URL
@@ -48,6 +55,8 @@ from workshop.postgres import (
     run_sync,
     server_version,
 )
+from workshop.postgres.pgbouncer import PgBouncer, PgBouncerMissing
+from workshop.postgres.pgbouncer_config import find_pgbouncer, install_command, workshop_users
 from workshop.postgres.server import CONNECT_TIMEOUT, TEST_DATABASE_PREFIX, WORKSHOP_DATABASE
 from workshop.postgres.step_databases import step_database_names
 
@@ -55,7 +64,7 @@ ITEMS = 10_000
 # Where there are users (step 05), the bench account owns one item in SHARE, as one user of
 # many would: the other accounts own the rest, in between (ITEMS * SHARE items in all).
 SHARE = 10
-DATABASE = "workshop_bench"  # + "_04", "_05": one database per step's schema
+DATABASE = "workshop_bench"  # + "_04", "_05", "_06": one database per step's schema
 REQUESTS = {"get": "GET one", "list": "list", "create": "create", "search": "search"}
 INSTALL_WRK = (
     "The benchmark needs wrk, a load generator: install it with `sudo apt-get install wrk` "
@@ -88,6 +97,8 @@ class Variant:
     app: str  # uvicorn's module:attribute
     step: str  # the step whose reference migrations make (and whose schema is) its database
     app_dir: str | None = None  # from the repository's root; None: the step's own folder
+    workers: int = 1  # uvicorn worker processes, each with its own pool
+    pgbouncer: bool = False  # through the benchmark's PgBouncer, in transaction mode
 
     def folder(self, course: Course) -> Path:
         return course.root / self.app_dir if self.app_dir else course.step(self.step).dir
@@ -112,8 +123,29 @@ VARIANTS = {
         ),
         Variant("04", "step 04 reference", "solution.main:app", "04"),
         Variant("05", "step 05 reference (with a token)", "solution.main:app", "05"),
+        # Step 06 as production serves it, one change at a time: a second worker, PgBouncer.
+        Variant("06", "step 06, 1 worker", "solution.main:app", "06"),
+        Variant("06-2w", "step 06, 2 workers", "solution.main:app", "06", workers=2),
+        Variant(
+            "06-pgb", "step 06, 1 worker, PgBouncer", "solution.main:app", "06", pgbouncer=True
+        ),
+        Variant(
+            "06-2w-pgb",
+            "step 06, 2 workers, PgBouncer",
+            "solution.main:app",
+            "06",
+            workers=2,
+            pgbouncer=True,
+        ),
     )
 }
+# Seconds an app may take to answer once a load is over, before it is deemed stuck.
+SETTLE_SECONDS = 30
+# What step 06 is compared with: step 05 on one worker, straight to PostgreSQL.
+STEP_06 = tuple(key for key, variant in VARIANTS.items() if variant.step == "06")
+
+
+LOOPS = ("auto", "asyncio", "uvloop")  # uvicorn's --loop
 
 
 @dataclass(frozen=True)
@@ -121,10 +153,14 @@ class Options:
     rounds: int = 2
     duration: int = 8  # seconds of load per request
     warmup: int = 1  # seconds of load per request before it is measured, every round
-    connections: int = 32
+    connections: tuple[int, ...] = (32,)  # wrk's client connections: each variant at each
     variants: tuple[str, ...] = tuple(VARIANTS)
     quick: bool = False
     requests: tuple[str, ...] = tuple(REQUESTS)
+    # The variants through PgBouncer, left out of the default run on a machine without it.
+    left_out: tuple[str, ...] = ()
+    # uvicorn's event loop: auto takes uvloop where it is installed (uvicorn[standard]).
+    loop: str = "auto"
 
     @classmethod
     def make(
@@ -133,15 +169,22 @@ class Options:
         quick: bool = False,
         rounds: int | None = None,
         duration: int | None = None,
-        connections: int = 32,
+        connections: list[int] | None = None,
         variants: list[str] | None = None,
         requests: list[str] | None = None,
+        loop: str = "auto",
     ) -> Options:
         """The defaults (2 rounds of 8 s), or quick ones (1 round of 1 s, no warm-up)."""
         keys = tuple(dict.fromkeys(variants or VARIANTS))
+        left_out: tuple[str, ...] = ()
+        if not variants and find_pgbouncer() is None:
+            left_out = tuple(key for key in keys if VARIANTS[key].pgbouncer)
+            keys = tuple(key for key in keys if key not in left_out)
         for key in keys:
             if key not in VARIANTS:
                 raise UnknownName(f"There is no variant {key!r}: they are {', '.join(VARIANTS)}.")
+        if loop not in LOOPS:
+            raise UnknownName(f"There is no loop {loop!r}: they are {', '.join(LOOPS)}.")
         kinds = tuple(dict.fromkeys(requests or REQUESTS))
         for kind in kinds:
             if kind not in REQUESTS:
@@ -150,15 +193,17 @@ class Options:
             rounds=rounds or (1 if quick else 2),
             duration=duration or (1 if quick else 8),
             warmup=0 if quick else 1,
-            connections=connections,
+            connections=tuple(dict.fromkeys(connections or (32,))),
             variants=keys,
             quick=quick,
             requests=kinds,
+            left_out=left_out,
+            loop=loop,
         )
 
     @property
-    def threads(self) -> int:
-        return min(2, self.connections)
+    def pgbouncer(self) -> bool:
+        return any(VARIANTS[key].pgbouncer for key in self.variants)
 
 
 @dataclass(frozen=True)
@@ -167,6 +212,10 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int  # connections lost, timeouts, and answers of 400 and above
+    # Where the machine's cores went meanwhile: the app's processes (its workers), in cores,
+    # and the share of the machine left idle. Neither is wrk's, nor PostgreSQL's.
+    app_cores: float = 0.0
+    idle: float = 0.0
 
     @classmethod
     def from_wrk(cls, data: dict[str, int]) -> Figures:
@@ -182,23 +231,33 @@ class Figures:
 class Results:
     options: Options
     machine: str
-    runs: dict[tuple[str, str], list[Figures]] = field(default_factory=dict)
+    # (variant, request, client connections): a figure of each round.
+    runs: dict[tuple[str, str, int], list[Figures]] = field(default_factory=dict)
+    # The variants restarted because a load left them stuck, and after which load.
+    restarts: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # results.md and results.png, once written
 
-    def median(self, variant: str, request: str) -> Figures:
-        runs = self.runs[(variant, request)]
+    def median(self, variant: str, request: str, connections: int | None = None) -> Figures:
+        """The rounds' medians (errors: their sum), at `connections` (default: the first)."""
+        runs = self.runs[(variant, request, connections or self.options.connections[0])]
         return Figures(
             requests_per_second=statistics.median(r.requests_per_second for r in runs),
             p50_ms=statistics.median(r.p50_ms for r in runs),
             p99_ms=statistics.median(r.p99_ms for r in runs),
             errors=sum(r.errors for r in runs),
+            app_cores=statistics.median(r.app_cores for r in runs),
+            idle=statistics.median(r.idle for r in runs),
         )
 
-    def ratio(self, variant: str, request: str, baseline: str) -> float | None:
+    def ratio(
+        self, variant: str, request: str, baseline: str, connections: int | None = None
+    ) -> float | None:
         if baseline not in self.options.variants:
             return None
-        base = self.median(baseline, request).requests_per_second
-        return self.median(variant, request).requests_per_second / base
+        base = self.median(baseline, request, connections).requests_per_second
+        if not base:  # no request of the baseline's finished: a run too short for its crowd
+            return None
+        return self.median(variant, request, connections).requests_per_second / base
 
 
 # -- the databases ------------------------------------------------------------------------
@@ -228,20 +287,45 @@ def item_rows(owners: list[int | None]) -> Iterator[tuple[Any, ...]]:
             yield (*row, owner_id) if owner_id is not None else row
 
 
-async def account(connection: asyncpg.Connection, email: str, hashed: str, active: bool) -> int:
-    return int(
-        await connection.fetchval(
-            "INSERT INTO users (email, hashed_password, is_active) VALUES ($1, $2, $3) "
-            "ON CONFLICT (email) DO UPDATE SET hashed_password = excluded.hashed_password, "
-            "is_active = excluded.is_active RETURNING id",
-            email,
-            hashed,
-            active,
+@dataclass(frozen=True)
+class Accounts:
+    """How a schema with users stores them: the hash function, and the hash's column (step
+    06 renamed hashed_password to password_hash)."""
+
+    hash_password: Callable[[str], str]
+    column: str = "hashed_password"
+
+    async def make(
+        self, connection: asyncpg.Connection, email: str, hashed: str, active: bool
+    ) -> int:
+        column = self.column  # the model's column name, never input
+        return int(
+            await connection.fetchval(
+                f"INSERT INTO users (email, {column}, is_active) VALUES ($1, $2, $3) "
+                f"ON CONFLICT (email) DO UPDATE SET {column} = excluded.{column}, "
+                "is_active = excluded.is_active RETURNING id",
+                email,
+                hashed,
+                active,
+            )
         )
-    )
 
 
-async def seed(url: URL, hash_password: Callable[[str], str] | None) -> tuple[str | None, int]:
+def accounts_of(step: Step) -> Accounts | None:
+    """How the step's reference stores users (None: it has none): its own hash function, and
+    the column its model maps the hash to."""
+    from sqlalchemy import inspect
+
+    from workshop.course.loader import load_package
+
+    package = load_package(step, solution=True)
+    if not hasattr(package.models, "User"):
+        return None
+    column = inspect(package.models.User).columns["hashed_password"].name
+    return Accounts(package.security.password_hash.hash, column)
+
+
+async def seed(url: URL, accounts: Accounts | None) -> tuple[str | None, int]:
     """ITEMS items, written afresh unless they are as the benchmark left them. Where there are
     users, the bench account gets a new password (returned) and owns one item in SHARE, ids
     SHARE, 2 * SHARE, ...; accounts nobody logs in to own the others. Also returns the share."""
@@ -249,15 +333,15 @@ async def seed(url: URL, hash_password: Callable[[str], str] | None) -> tuple[st
     try:
         owners: list[int | None] = [None]
         password = None
-        if hash_password is not None:
+        if accounts is not None:
             password = secrets.token_urlsafe(16)
-            hashed = await asyncio.to_thread(hash_password, password)
+            hashed = await asyncio.to_thread(accounts.hash_password, password)
             # "!" is no Argon2 hash: no password opens the other accounts.
             others = [
-                await account(connection, OTHER_EMAIL.format(n), "!", False)
+                await accounts.make(connection, OTHER_EMAIL.format(n), "!", False)
                 for n in range(1, SHARE)
             ]
-            owners = [*others, await account(connection, BENCH_EMAIL, hashed, True)]
+            owners = [*others, await accounts.make(connection, BENCH_EMAIL, hashed, True)]
         rows = ITEMS * len(owners)
         # What a run stopped half-way through created.
         await connection.execute("DELETE FROM items WHERE id > $1", rows)
@@ -287,7 +371,6 @@ async def prepare(server: Server, step: Step, name: str) -> BenchDatabase:
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from workshop.course.loader import load_package
     from workshop.postgres.migrations import Migrations
 
     url = server.database_url(name)
@@ -302,10 +385,7 @@ async def prepare(server: Server, step: Step, name: str) -> BenchDatabase:
             await drop_database(server.url, name)
             await create_database(server.url, name)
             await migrations.upgrade(url_text)
-        package = load_package(step, solution=True)
-        has_users = hasattr(package.models, "User")
-        hash_password = package.security.password_hash.hash if has_users else None
-        password, share = await seed(url, hash_password)
+        password, share = await seed(url, accounts_of(step))
     except (SQLAlchemyError, asyncpg.PostgresError) as exc:
         raise WorkshopError(
             f"Preparing the benchmark's database {name} failed ({type(exc).__name__}): the "
@@ -372,10 +452,11 @@ class Served:
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 
 
-def start(course: Course, variant: Variant, database: BenchDatabase, logs: Path) -> Served:
+def start(course: Course, variant: Variant, url: str, logs: Path, loop: str = "auto") -> Served:
     """Serve a variant as `workshop run` serves a step: uvicorn, from the repository's root
-    (its .env applies), with the environment's settings and DATABASE_URL set."""
-    env = {**os.environ, "DATABASE_URL": database.app_url}
+    (its .env applies), with the environment's settings and DATABASE_URL set to `url`."""
+    # WEB_CONCURRENCY: the workers step 06's connection budget counts (uvicorn's own too).
+    env = {**os.environ, "DATABASE_URL": url, "WEB_CONCURRENCY": str(variant.workers)}
     # As `workshop run`: the environment's SECRET_KEY, else one of our own.
     env.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
     port = free_port()
@@ -383,8 +464,8 @@ def start(course: Course, variant: Variant, database: BenchDatabase, logs: Path)
     command = [
         *(sys.executable, "-m", "uvicorn", variant.app),
         *("--app-dir", str(variant.folder(course))),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-        *("--no-access-log", "--log-level", "warning"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(variant.workers)),
+        *("--loop", loop, "--no-access-log", "--log-level", "warning"),
     ]
     with log.open("wb") as output:  # the child keeps its own copy of the file
         process = subprocess.Popen(
@@ -461,9 +542,9 @@ def same_answers(served: list[Served], bodies: dict[str, dict[str, Any]]) -> Non
 
 
 async def load(
-    served: Served, request: str, seconds: int, options: Options, script: Path, share: int
+    served: Served, request: str, seconds: int, connections: int, script: Path, share: int
 ) -> Figures:
-    """wrk on one request for `seconds`; its figures."""
+    """wrk on one request for `seconds` with `connections` client connections; its figures."""
     arguments = {
         "get": [str(ITEMS), str(share)],  # ids share, 2 * share, ...: the bench's items
         "list": [],
@@ -471,7 +552,7 @@ async def load(
         "search": list(SEARCH_WORDS),
     }[request]
     command = [
-        *("wrk", f"-t{options.threads}", f"-c{options.connections}", f"-d{seconds}s"),
+        *("wrk", f"-t{threads(connections)}", f"-c{connections}", f"-d{seconds}s"),
         # Slow answers are measured, not dropped as timeouts after wrk's default 2 s.
         *("--timeout", "10s", "-s", str(script), served.base_url, "--", request, *arguments),
     ]
@@ -491,6 +572,40 @@ async def load(
             return Figures.from_wrk(json.loads(line.removeprefix("BENCH ")))
     message = err.decode(errors="replace").strip() or f"exit code {process.returncode}"
     raise WorkshopError(f"wrk gave no figures for {served.variant.label}: {message}")
+
+
+class CPU:
+    """The CPU time a process and its children (uvicorn's workers) used over a `with`, in
+    cores, and the share of the whole machine's CPU time left idle meanwhile."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.cores = self.idle = 0.0
+
+    def used(self) -> float:
+        processes = [self.process, *self.process.children(recursive=True)]
+        total = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):  # a worker that ended meanwhile
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def __enter__(self) -> CPU:
+        self.start = (time.monotonic(), self.used(), psutil.cpu_times())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        wall, used, machine = time.monotonic(), self.used(), psutil.cpu_times()
+        self.cores = (used - self.start[1]) / (wall - self.start[0])
+        before = self.start[2]
+        total = sum(machine) - sum(before)
+        self.idle = (machine.idle - before.idle) / total if total else 0.0
+
+
+def threads(connections: int) -> int:
+    """wrk's threads: two, the machine's other core's worth (wrk is far cheaper than an app)."""
+    return min(2, connections)
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -524,6 +639,13 @@ def run(
         raise WorkshopError("The sync baseline needs psycopg: install it with `uv sync`.")
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after the run
         raise WorkshopError("The benchmark's plot needs matplotlib: install it with `uv sync`.")
+    if options.pgbouncer and find_pgbouncer() is None:
+        others = ",".join(key for key, variant in VARIANTS.items() if not variant.pgbouncer)
+        raise PgBouncerMissing(
+            f"The variants through PgBouncer need it: {install_command()} "
+            f"(or leave them out: --variants {others})."
+        )
+    open_files(max(options.connections))
     # The servers' logs stay in the build folder, whatever `output` is (the docs, say).
     build = course.root / "build" / "bench"
     output = output or build
@@ -535,6 +657,11 @@ def run(
         learners = {WORKSHOP_DATABASE, *step_database_names(course), server.url.database}
         if name in learners or name.startswith(TEST_DATABASE_PREFIX):
             raise WorkshopError(f"{name} is not a database the benchmark may fill: choose another.")
+    if options.left_out:
+        say(
+            f"PgBouncer is not installed, so {', '.join(options.left_out)} are left out "
+            f"({install_command()})."
+        )
     results = Results(options, machine(server))
     (build / "logs").mkdir(parents=True, exist_ok=True)
     try:
@@ -543,6 +670,37 @@ def run(
         raise WorkshopError("The benchmark was stopped before it was done.") from None
     results.files = write(results, output)
     return results
+
+
+def open_files(connections: int) -> None:
+    """Let wrk and the apps (they inherit it) open a socket per client connection and more:
+    macOS allows 256 files a process by default, many Linux desktops 1,024."""
+    needed = connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise WorkshopError(
+                f"{connections} connections need {needed} open files a process, and this "
+                f"shell allows {hard}: raise it (`ulimit -n {needed}`), or ask for fewer."
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+@contextlib.contextmanager
+def bench_pgbouncer(course: Course, server: Server, wanted: bool) -> Iterator[PgBouncer | None]:
+    """A PgBouncer of the run's own, configured as the workshop's (transaction mode, its
+    pool size), on any free port: the learner's, if it runs, keeps its clients and config."""
+    if not wanted:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="workshop-bench-pgbouncer-"))
+    bouncer = PgBouncer(folder)
+    try:
+        bouncer.start(server.url, workshop_users(course, server.url), port=None)
+        yield bouncer
+    finally:
+        bouncer.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _run(
@@ -566,10 +724,12 @@ async def _run(
             databases = {
                 step: await prepare(server, course.step(step), name) for step, name in names.items()
             }
-            async with httpx.AsyncClient(timeout=30) as client:
-                bench = Bench(course, results, databases, client, output, say)
-                for number in range(results.options.rounds):
-                    await bench.round(number)
+            wanted = results.options.pgbouncer
+            with bench_pgbouncer(course, server, wanted) as bouncer:
+                async with httpx.AsyncClient(timeout=30) as client:
+                    bench = Bench(course, results, databases, client, output, say, bouncer)
+                    for number in range(results.options.rounds):
+                        await bench.round(number)
     finally:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, TypeError):
             loop.remove_signal_handler(signal.SIGTERM)
@@ -584,6 +744,15 @@ class Bench:
     client: httpx.AsyncClient
     output: Path
     say: Callable[[str], None]
+    bouncer: PgBouncer | None = None
+
+    def url(self, variant: Variant) -> str:
+        """The database URL the variant's app gets: through PgBouncer, or straight."""
+        url = self.databases[variant.step].app_url
+        if variant.pgbouncer:
+            assert self.bouncer is not None, "bench_pgbouncer() starts it for these variants"
+            return self.bouncer.through(url)
+        return url
 
     async def round(self, number: int) -> None:
         """Start every variant at once (their start-ups overlap), then load them one at a
@@ -596,8 +765,8 @@ class Bench:
         served: list[Served] = []
         try:
             for variant in order:
-                database = self.databases[variant.step]
-                served.append(start(self.course, variant, database, self.output / "logs"))
+                url, logs = self.url(variant), self.output / "logs"
+                served.append(start(self.course, variant, url, logs, self.results.options.loop))
             for one in served:
                 await wait_until_ready(one, self.client, seconds=90)
                 if (password := self.databases[one.variant.step].password) is not None:
@@ -619,38 +788,107 @@ class Bench:
                 one.stop()
 
     async def measure(self, served: Served, number: int) -> None:
-        """Every request on one variant: a warm-up (which fills its pool), then the load."""
+        """Every request on one variant, at each number of connections: a warm-up (which
+        fills its pool, and opens the connections), then the load."""
         options = self.results.options
         database = self.databases[served.variant.step]
         script = self.course.root / "bench" / "requests.lua"
-        if options.warmup:
-            for request in options.requests:
-                await load(served, request, options.warmup, options, script, database.share)
-            await forget_created(database)
-        for request in options.requests:
-            figures = await load(served, request, options.duration, options, script, database.share)
-            self.results.runs.setdefault((served.variant.key, request), []).append(figures)
-            self.say(
-                f"round {number + 1}/{options.rounds} · {served.variant.label} · "
-                f"{REQUESTS[request]}: {figures.requests_per_second:,.0f} requests/s, "
-                f"p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms"
-                + (f", {figures.errors} errors" if figures.errors else "")
-            )
-            if request == "create":
+        for connections in options.connections:
+            if options.warmup:
+                for request in options.requests:
+                    await load(served, request, options.warmup, connections, script, database.share)
+                    after = f"the warm-up of {REQUESTS[request]} at {connections:,} connections"
+                    await self.settle(served, f"round {number + 1}: {after}")
                 await forget_created(database)
+            for request in options.requests:
+                with CPU(served.process.pid) as cpu:
+                    figures = await load(
+                        served, request, options.duration, connections, script, database.share
+                    )
+                figures = dataclasses.replace(figures, app_cores=cpu.cores, idle=cpu.idle)
+                after = f"{REQUESTS[request]} at {connections:,} connections"
+                await self.settle(served, f"round {number + 1}: {after}")
+                key = (served.variant.key, request, connections)
+                self.results.runs.setdefault(key, []).append(figures)
+                self.say(
+                    f"round {number + 1}/{options.rounds} · {served.variant.label} · "
+                    f"{REQUESTS[request]} · {connections} connections: "
+                    f"{figures.requests_per_second:,.0f} requests/s, "
+                    f"p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms"
+                    + (f", {figures.errors} errors" if figures.errors else "")
+                )
+                if request == "create":
+                    await forget_created(database)
+
+    async def settle(self, served: Served, after: str) -> None:
+        """Wait until the app is done with what wrk left it. wrk stops at its duration and
+        closes its connections, but the requests they sent are still in the app's line (a
+        crowd's worth: 1,000 of them at 1,000 connections), and the app answers them all: the
+        next load would wait behind them. The app's line is first come, first served, so a
+        request sent now is answered after them. An app that has not answered it within
+        SETTLE_SECONDS is stuck (the sync baseline under a crowd: see docs/performance.md):
+        it is restarted, and the report says so."""
+        headers = {"Authorization": f"Bearer {served.token}"} if served.token else {}
+        share = self.databases[served.variant.step].share
+        url = f"{served.base_url}/items/{share}"
+        with contextlib.suppress(httpx.TimeoutException):
+            await self.client.get(url, headers=headers, timeout=SETTLE_SECONDS)
+            return
+        self.results.restarts.append(f"{served.variant.label}, {after}")
+        self.say(
+            f"{served.variant.label} did not answer within {SETTLE_SECONDS} s of a load "
+            f"({after}): restarted"
+        )
+        served.stop()
+        again = start(
+            self.course,
+            served.variant,
+            self.url(served.variant),
+            self.output / "logs",
+            self.results.options.loop,
+        )
+        served.process, served.base_url, served.log = again.process, again.base_url, again.log
+        await wait_until_ready(served, self.client, seconds=90)
+        if (password := self.databases[served.variant.step].password) is not None:
+            served.token = await log_in(served, self.client, password)
 
 
 # -- the report ---------------------------------------------------------------------------
 
 
-def percent_and_multiple(results: Results, variant: str, request: str) -> str:
-    limit = results.ratio(variant, request, "raw")
-    sync = results.ratio(variant, request, "sync")
+def share(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.0%}"
+
+
+def multiple(ratio: float | None, decimals: int = 2) -> str:
+    return "—" if ratio is None else f"{ratio:.{decimals}f}x"
+
+
+def percent_and_multiple(results: Results, variant: str, request: str, connections: int) -> str:
+    limit = results.ratio(variant, request, "raw", connections)
+    sync = results.ratio(variant, request, "sync", connections)
     parts = [
-        f"{limit:.0%}" if limit is not None else "",
-        f"{sync:.1f}x" if sync is not None else "",
+        share(limit) if limit is not None else "",
+        multiple(sync, 1) if sync is not None else "",
     ]
     return ", ".join(p for p in parts if p) or "—"
+
+
+def step_06s(results: Results) -> list[str]:
+    """The step 06 variants of the run, when step 05 (what they are compared with) is in it."""
+    keys = results.options.variants
+    return [key for key in keys if key in STEP_06] if "05" in keys else []
+
+
+def tail(figures: Figures) -> str:
+    """p99 as a multiple of p50: how much longer the slowest wait than the typical request."""
+    return f"{figures.p99_ms / figures.p50_ms:.1f}x" if figures.p50_ms else "—"
+
+
+def tail_and_errors(figures: Figures, seconds: int) -> str:
+    if not figures.requests_per_second:
+        return f"no answer in {seconds} s"
+    return f"{tail(figures)}, {figures.errors} errors"
 
 
 def markdown_title() -> str:
@@ -660,21 +898,25 @@ def markdown_title() -> str:
 def markdown(results: Results) -> str:
     options = results.options
     variants = [VARIANTS[key] for key in options.variants]
+    levels = options.connections
+    clients = " and ".join(f"{n:,}" for n in levels)
     lines = [
         markdown_title(),
         "",
         results.machine,
         "",
-        f"One uvicorn worker per variant on 127.0.0.1, {ITEMS:,} items"
+        f"One uvicorn worker per variant (step 06's: as many as its name says) on 127.0.0.1, "
+        f"{ITEMS:,} items"
         + (
-            f" (step 05's: the bench account's {ITEMS:,} of {ITEMS * SHARE:,}, one in {SHARE}, "
-            "other accounts' in between)"
-            if "05" in options.variants
+            f" (from step 05 on: the bench account's {ITEMS:,} of {ITEMS * SHARE:,}, one in "
+            f"{SHARE}, other accounts' in between)"
+            if any(VARIANTS[key].step >= "05" for key in options.variants)
             else ""
         )
-        + ", "
-        f"`wrk -t{options.threads} -c{options.connections} -d{options.duration}s` per request"
+        + f", `wrk -t2 -c{levels[0]} -d{options.duration}s` per request"
+        + (f" at {clients} client connections" if len(levels) > 1 else "")
         + (f" after {options.warmup} s of warm-up" if options.warmup else "")
+        + (f", uvicorn's `--loop {options.loop}`" if options.loop != "auto" else "")
         + f"; {options.rounds} round{'s' if options.rounds > 1 else ''}, the variants in a "
         "rotating order; medians. "
         "Compare figures within one run only.",
@@ -686,75 +928,147 @@ def markdown(results: Results) -> str:
             "its figures are not for comparing.",
             "",
         ]
-    lines += [
-        "## Against the limit and the sync baseline",
-        "",
-        "Requests/s as a share of the raw limit's, then as a multiple of the sync baseline's.",
-        "",
-        "| variant | " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
-        "|---|" + "---|" * len(options.requests),
-    ]
-    for variant in variants:
-        cells = [percent_and_multiple(results, variant.key, r) for r in options.requests]
-        lines.append(f"| {variant.label} | " + " | ".join(cells) + " |")
-    if {"04", "05"} <= set(options.variants):
-        shares = [f"{results.ratio('05', r, '04'):.0%}" for r in options.requests]
+    for connections in levels:
+        at = f" at {connections:,} connections" if len(levels) > 1 else ""
+        lines += comparisons(results, connections, at)
+    if len(levels) > 1:
+        lines += crowd(results, levels[-1])
+    if results.restarts:
         lines += [
+            "## Restarted",
             "",
-            "## Step 05 against step 04",
+            f"These variants had not answered a request {SETTLE_SECONDS} s after a load was "
+            "over, and were restarted before the next:",
             "",
-            "Requests/s of the step 05 reference as a share of step 04's (the aim: 70% or more).",
+            *(f"- {restart}" for restart in results.restarts),
             "",
-            "| " + " | ".join(REQUESTS[r] for r in options.requests) + " |",
-            "|" + "---|" * len(options.requests),
-            "| " + " | ".join(shares) + " |",
         ]
     lines += [
         "",
         "## Figures",
         "",
-        "| request | variant | requests/s | p50 (ms) | p99 (ms) | of the limit | x sync | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "App CPU: the cores the app's processes used during the load (one worker can use one at "
+        "most). Machine idle: the share of every core's time left unused meanwhile; none left "
+        "means the machine was the limit (wrk and PostgreSQL take the rest).",
+        "",
+        "| request | variant | connections | requests/s | p50 (ms) | p99 (ms) | p99/p50 "
+        "| of the limit | x sync | errors | app CPU (cores) | machine idle |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for request in options.requests:
-        title = REQUESTS[request]
-        for variant in variants:
-            figures = results.median(variant.key, request)
-            limit = results.ratio(variant.key, request, "raw")
-            sync = results.ratio(variant.key, request, "sync")
-            lines.append(
-                f"| {title} | {variant.label} | {figures.requests_per_second:,.0f} | "
-                f"{figures.p50_ms:.1f} | {figures.p99_ms:.1f} | "
-                f"{'—' if limit is None else f'{limit:.0%}'} | "
-                f"{'—' if sync is None else f'{sync:.1f}x'} | {figures.errors} |"
-            )
+    for request, connections, variant in itertools.product(options.requests, levels, variants):
+        figures = results.median(variant.key, request, connections)
+        limit = results.ratio(variant.key, request, "raw", connections)
+        sync = results.ratio(variant.key, request, "sync", connections)
+        lines.append(
+            f"| {REQUESTS[request]} | {variant.label} | {connections:,} | "
+            f"{figures.requests_per_second:,.0f} | {figures.p50_ms:.1f} | {figures.p99_ms:.1f} | "
+            f"{tail(figures)} | {share(limit)} | {multiple(sync, 1)} | {figures.errors} | "
+            f"{figures.app_cores:.2f} | {figures.idle:.0%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def summary(results: Results) -> Table:
-    """The first table of results.md, for the terminal."""
+def comparisons(results: Results, connections: int, at: str) -> list[str]:
+    """The tables of one number of connections: against the limit and sync, step 05 against
+    step 04, step 06 against step 05."""
+    options = results.options
+    requests = options.requests
+    header = ["| " + " | ".join(REQUESTS[r] for r in requests) + " |", "|" + "---|" * len(requests)]
+    lines = [
+        f"## Against the limit and the sync baseline{at}",
+        "",
+        "Requests/s as a share of the raw limit's, then as a multiple of the sync baseline's.",
+        "",
+        "| variant " + header[0],
+        "|---" + header[1],
+    ]
+    for key in options.variants:
+        cells = [percent_and_multiple(results, key, r, connections) for r in requests]
+        lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
+    if {"04", "05"} <= set(options.variants):
+        shares = [share(results.ratio("05", r, "04", connections)) for r in requests]
+        lines += [
+            "",
+            f"## Step 05 against step 04{at}",
+            "",
+            "Requests/s of the step 05 reference as a share of step 04's (the aim: 70% or more).",
+            "",
+            *header,
+            "| " + " | ".join(shares) + " |",
+        ]
+    if keys := step_06s(results):
+        lines += [
+            "",
+            f"## Step 06 against step 05{at}",
+            "",
+            "Requests/s of each step 06 variant as a multiple of step 05's on one worker, "
+            "straight to PostgreSQL (the aim for 2 workers through PgBouncer: 1.5x or more on "
+            "GET one and the list).",
+            "",
+            "| variant " + header[0],
+            "|---" + header[1],
+        ]
+        for key in keys:
+            cells = [multiple(results.ratio(key, r, "05", connections)) for r in requests]
+            lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def crowd(results: Results, connections: int) -> list[str]:
+    """The largest crowd: p99 as a multiple of p50, and the errors, of every variant."""
     requests = results.options.requests
-    table = Table(
-        "variant", *(REQUESTS[r] for r in requests), title="Requests/s: share of the limit, x sync"
-    )
+    lines = [
+        f"## A crowd of {connections:,} connections: the tail and the errors",
+        "",
+        "p99 as a multiple of p50 (the aim for step 06: under 10x), then the requests that "
+        "failed (connections lost, timeouts, answers of 400 and above; the aim: none).",
+        "",
+        "| variant | " + " | ".join(REQUESTS[r] for r in requests) + " |",
+        "|---|" + "---|" * len(requests),
+    ]
     for key in results.options.variants:
-        cells = (percent_and_multiple(results, key, request) for request in requests)
-        table.add_row(Text(VARIANTS[key].label), *cells)
-    if {"04", "05"} <= set(results.options.variants):
-        shares = (f"{results.ratio('05', r, '04'):.0%}" for r in requests)
-        table.add_row(Text("step 05 as a share of step 04"), *shares)
-    return table
+        cells = []
+        for request in requests:
+            figures = results.median(key, request, connections)
+            cells.append(tail_and_errors(figures, results.options.duration))
+        lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def summary(results: Results) -> Group:
+    """The first tables of results.md, for the terminal: one per number of connections."""
+    requests = results.options.requests
+    tables = []
+    for connections in results.options.connections:
+        table = Table(
+            "variant",
+            *(REQUESTS[r] for r in requests),
+            title=f"Requests/s at {connections:,} connections: share of the limit, x sync",
+        )
+        for key in results.options.variants:
+            cells = (percent_and_multiple(results, key, r, connections) for r in requests)
+            table.add_row(Text(VARIANTS[key].label), *cells)
+        if {"04", "05"} <= set(results.options.variants):
+            shares = (share(results.ratio("05", r, "04", connections)) for r in requests)
+            table.add_row(Text("step 05 as a share of step 04"), *shares)
+        for key in step_06s(results):
+            multiples = (multiple(results.ratio(key, r, "05", connections)) for r in requests)
+            table.add_row(Text(f"{VARIANTS[key].label}, x step 05"), *multiples)
+        tables.append(table)
+    return Group(*tables)
 
 
 def plot(results: Results, path: Path) -> None:
-    """Three panels (requests/s, p50, p99), a group of bars per request."""
+    """Three panels (requests/s, p50, p99) a row for each number of connections, a group of
+    bars per request."""
     # matplotlib is the notebooks' dependency, and slow to import: only here. No pyplot:
     # a Figure of its own draws without touching any backend a notebook may have chosen.
     from matplotlib.figure import Figure
 
     variants = [VARIANTS[key] for key in results.options.variants]
-    figure = Figure(figsize=(13, 4.2), layout="constrained")
-    axes = figure.subplots(1, 3)
+    levels = results.options.connections
+    figure = Figure(figsize=(13, 1 + 3.4 * len(levels)), layout="constrained")
+    rows = figure.subplots(len(levels), 3, squeeze=False)
     width = 0.8 / len(variants)
     metrics = (
         ("requests_per_second", "requests/s (higher is better)"),
@@ -762,15 +1076,20 @@ def plot(results: Results, path: Path) -> None:
         ("p99_ms", "p99 latency, ms"),
     )
     requests = results.options.requests
-    for ax, (metric, title) in zip(axes, metrics, strict=True):
-        for i, variant in enumerate(variants):
-            values = [getattr(results.median(variant.key, r), metric) for r in requests]
-            positions = [n + (i - (len(variants) - 1) / 2) * width for n in range(len(requests))]
-            ax.bar(positions, values, width, label=variant.label)
-        ax.set_xticks(range(len(requests)), [REQUESTS[r] for r in requests])
-        ax.set_title(title)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=len(variants))
+    for axes, connections in zip(rows, levels, strict=True):
+        for ax, (metric, title) in zip(axes, metrics, strict=True):
+            for i, variant in enumerate(variants):
+                values = [
+                    getattr(results.median(variant.key, r, connections), metric) for r in requests
+                ]
+                positions = [
+                    n + (i - (len(variants) - 1) / 2) * width for n in range(len(requests))
+                ]
+                ax.bar(positions, values, width, label=variant.label)
+            ax.set_xticks(range(len(requests)), [REQUESTS[r] for r in requests])
+            ax.set_title(f"{title}, {connections:,} connections", fontsize="medium")
+    handles, labels = rows[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(variants), 5))
     figure.suptitle(f"workshop bench: {results.machine.split(' · ')[0]}", fontsize="medium")
     figure.savefig(path, dpi=110)
 

@@ -45,32 +45,48 @@ def bench_command(
     duration: Annotated[
         int | None, typer.Option(min=1, help="Seconds of load per request (default 8; quick: 1).")
     ] = None,
-    connections: Annotated[int, typer.Option(min=1, help="Connections wrk keeps open.")] = 32,
+    connections: Annotated[
+        str,
+        typer.Option(
+            help="Client connections wrk keeps open; comma-separated, each variant is loaded "
+            "at each (32,1000)."
+        ),
+    ] = "32",
     variants: Annotated[
         str,
         typer.Option(
-            help="Which, comma-separated: raw, fastapi, core, sync, 04, 05 (default: all)."
+            help="Which, comma-separated: raw, fastapi, core, sync, 04, 05, 06, 06-2w, 06-pgb, "
+            "06-2w-pgb (default: all)."
         ),
     ] = "",
     requests: Annotated[
         str,
         typer.Option(help="Which, comma-separated: get, list, create, search (default: all)."),
     ] = "",
+    loop: Annotated[
+        str,
+        typer.Option(
+            help="uvicorn's event loop for every variant: auto (uvloop where installed), "
+            "asyncio, uvloop."
+        ),
+    ] = "auto",
     output: Annotated[
         Path | None,
         typer.Option(help="Where results.md and results.png go (docs/performance for the docs)."),
     ] = None,
 ) -> None:
-    """Load the step 04 and 05 references beside four baselines with wrk; write build/bench/."""
+    """Load the step 04, 05 and 06 references beside four baselines with wrk; write
+    build/bench/."""
     course = Course()
     bench = load_bench(course.root)
     options = bench.Options.make(
         quick=quick,
         rounds=rounds,
         duration=duration,
-        connections=connections,
+        connections=numbers(connections, "--connections"),
         variants=[key.strip() for key in variants.split(",") if key.strip()],
         requests=[kind.strip() for kind in requests.split(",") if kind.strip()],
+        loop=loop,
     )
     results = bench.run(
         course, options, output=output, say=lambda line: console.print(line, markup=False)
@@ -78,6 +94,19 @@ def bench_command(
     console.print(bench.summary(results))
     for path in results.files:
         console.print(f"written: {relative(path, course.root)}", markup=False)
+
+
+def numbers(text: str, option: str) -> list[int]:
+    """'32,1000' as [32, 1000]; a usage error that names the option for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise typer.BadParameter(
+            f"{text!r}: whole numbers above 0, comma-separated.", param_hint=option
+        )
+    return values
 
 
 # The learner's companion commands (status, check, hint, watch, reset, diff, ...) register
