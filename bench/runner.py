@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import resource
 import secrets
 import shutil
 import signal
@@ -675,6 +674,10 @@ def run(
 def open_files(connections: int) -> None:
     """Let wrk and the apps (they inherit it) open a socket per client connection and more:
     macOS allows 256 files a process by default, many Linux desktops 1,024."""
+    if sys.platform == "win32":  # no such limit there (and no wrk: WSL runs the benchmark)
+        return
+    import resource
+
     needed = connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:

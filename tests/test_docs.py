@@ -100,6 +100,25 @@ def test_the_performance_figures_come_from_a_full_benchmark_run(course: Course) 
     assert (figures / "results.png").stat().st_size > 10_000
 
 
+def test_the_production_figures_come_from_the_command_the_page_gives(course: Course) -> None:
+    """docs/performance/production/ holds what the performance page's command wrote: step 06
+    four ways beside step 05 and the sync baseline, at 32 and 1,000 connections, long enough
+    for wrk's timeout to count a request that waits too long."""
+    page = (course.root / "docs" / "performance.md").read_text(encoding="utf-8")
+    command = re.search(r"uv run workshop bench (--variants sync,05,06[^\n]*\\\n[^\n]*)", page)
+    assert command, "the page gives the command that wrote docs/performance/production"
+    assert "--output docs/performance/production" in command[1]
+    figures = course.root / "docs" / "performance" / "production"
+    text = (figures / "results.md").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == bench.markdown_title()
+    assert "Quick mode" not in text
+    assert "-d15s` per request at 32 and 1,000 client connections" in text
+    for key in ("sync", "05", *bench.STEP_06):
+        assert f"| {bench.VARIANTS[key].label} |" in text, key
+    assert "## A crowd of 1,000 connections" in text
+    assert (figures / "results.png").stat().st_size > 10_000
+
+
 def test_the_installed_versions_are_the_ones_the_claims_were_checked_with(
     course: Course, server: Server
 ) -> None:

@@ -46,6 +46,11 @@ async def test_past_the_slots_a_request_is_answered_503_at_once(
         answers = await asyncio.gather(*requests)
         # The slots came back: as many again are served, none refused.
         again = await asyncio.gather(*(login(client) for _ in range(slots)))
+    # Shown with `pytest -s`: what the bound held to under this flood.
+    print(
+        f"{slots + 2} logins and sign-ups at once, ARGON2_CONCURRENCY {slots}: at most "
+        f"{gate.most} Argon2 operation(s) at once, {len(refused)} answered before any ran"
+    )
     if len(refused) < 2:
         pytest.fail(
             f"with {slots} slot(s) taken, {slots + 2 - len(refused)} requests waited instead "
