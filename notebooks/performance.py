@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -117,14 +117,14 @@ print(f"PostgreSQL {version}: {len(ids)} items in notebook_performance")
 # %% [markdown]
 # ## 1. The ladder
 #
-# The benchmark serves the step 04 and step 05 references beside baselines that answer the
+# The benchmark serves the step 04, 05 and 06 references beside baselines that answer the
 # same requests with the same JSON: from the limit (Starlette on a raw asyncpg pool) down to
 # the sync baseline (`def` routes and the ORM on psycopg). It loads each with wrk, a load
 # generator written in C, so the client never competes with the app for Python. Run it in a
 # terminal, at the repository's root, on a machine that is otherwise quiet:
 #
 # ```console
-# uv run workshop bench --quick    # one short round: does everything run? (under a minute)
+# uv run workshop bench --quick    # one short round: does everything run? (about a minute)
 # uv run workshop bench            # the full run: 2 rounds of 8 s per request and variant
 # ```
 #
