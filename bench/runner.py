@@ -834,9 +834,13 @@ class Bench:
         headers = {"Authorization": f"Bearer {served.token}"} if served.token else {}
         share = self.databases[served.variant.step].share
         url = f"{served.base_url}/items/{share}"
-        with contextlib.suppress(httpx.TimeoutException):
+        try:
             await self.client.get(url, headers=headers, timeout=SETTLE_SECONDS)
             return
+        except httpx.TimeoutException:
+            pass  # stuck: restarted below
+        except httpx.TransportError as error:  # it ended, or refuses connections
+            raise served.failed(f"did not answer after a load ({type(error).__name__})") from None
         self.results.restarts.append(f"{served.variant.label}, {after}")
         self.say(
             f"{served.variant.label} did not answer within {SETTLE_SECONDS} s of a load "
