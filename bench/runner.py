@@ -749,6 +749,17 @@ class Bench:
     say: Callable[[str], None]
     bouncer: PgBouncer | None = None
 
+    def serve(self, variant: Variant) -> Served:
+        """Start the variant's app, as the run's options say."""
+        logs = self.output / "logs"
+        return start(self.course, variant, self.url(variant), logs, self.results.options.loop)
+
+    async def ready(self, served: Served) -> None:
+        """Wait until the app answers; log the bench account in where there are users."""
+        await wait_until_ready(served, self.client, seconds=90)
+        if (password := self.databases[served.variant.step].password) is not None:
+            served.token = await log_in(served, self.client, password)
+
     def url(self, variant: Variant) -> str:
         """The database URL the variant's app gets: through PgBouncer, or straight."""
         url = self.databases[variant.step].app_url
@@ -767,13 +778,10 @@ class Bench:
         order = [VARIANTS[key] for key in keys[shift:] + keys[:shift]]
         served: list[Served] = []
         try:
-            for variant in order:
-                url, logs = self.url(variant), self.output / "logs"
-                served.append(start(self.course, variant, url, logs, self.results.options.loop))
+            for variant in order:  # one at a time: the `finally` stops those started
+                served.append(self.serve(variant))
             for one in served:
-                await wait_until_ready(one, self.client, seconds=90)
-                if (password := self.databases[one.variant.step].password) is not None:
-                    one.token = await log_in(one, self.client, password)
+                await self.ready(one)
             bodies = {
                 one.variant.key: await answers(
                     one, self.client, self.databases[one.variant.step].share
@@ -847,17 +855,9 @@ class Bench:
             f"({after}): restarted"
         )
         served.stop()
-        again = start(
-            self.course,
-            served.variant,
-            self.url(served.variant),
-            self.output / "logs",
-            self.results.options.loop,
-        )
+        again = self.serve(served.variant)
         served.process, served.base_url, served.log = again.process, again.base_url, again.log
-        await wait_until_ready(served, self.client, seconds=90)
-        if (password := self.databases[served.variant.step].password) is not None:
-            served.token = await log_in(served, self.client, password)
+        await self.ready(served)
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -920,7 +920,7 @@ def markdown(results: Results) -> str:
             if any(VARIANTS[key].step >= "05" for key in options.variants)
             else ""
         )
-        + f", `wrk -t2 -c{levels[0]} -d{options.duration}s` per request"
+        + f", `wrk -t{threads(levels[0])} -c{levels[0]} -d{options.duration}s` per request"
         + (f" at {clients} client connections" if len(levels) > 1 else "")
         + (f" after {options.warmup} s of warm-up" if options.warmup else "")
         + (f", uvicorn's `--loop {options.loop}`" if options.loop != "auto" else "")
