@@ -101,10 +101,10 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
         elif not verdict.tests:
             found.append(f"{where}: no test of its exercise ran")
         elif verdict.wrong.accepted is not None:
-            if verdict.caught_by:
+            if failed := [t for t in verdict.tests if t.outcome == "failed"]:
                 found.append(
                     f"{where} is accepted ({verdict.wrong.accepted}), yet fails "
-                    + ", ".join(verdict.caught_by)
+                    + ", ".join(f"{t.nodeid.split('/', 2)[2]} ({t.reason})" for t in failed)
                 )
         elif not verdict.caught_by and verdict.needs:
             found.append(f"{where} could not be tried on this machine: it {verdict.needs}")
