@@ -23,13 +23,12 @@ import re
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,13 +37,10 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy.engine import URL
 
 from workshop.commands.serving import free_port
-from workshop.course import COMMAND, Course, Step, UnknownName, WorkshopError
+from workshop.course import COMMAND, Course, Step, WorkshopError
 from workshop.postgres import (
     Server,
     create_database,
@@ -59,12 +55,21 @@ from workshop.postgres.pgbouncer_config import find_pgbouncer, install_command, 
 from workshop.postgres.server import CONNECT_TIMEOUT, TEST_DATABASE_PREFIX, WORKSHOP_DATABASE
 from workshop.postgres.step_databases import step_database_names
 
-ITEMS = 10_000
-# Where there are users (step 05), the bench account owns one item in SHARE, as one user of
-# many would: the other accounts own the rest, in between (ITEMS * SHARE items in all).
-SHARE = 10
+from . import report
+from .model import (
+    ITEMS,
+    REQUESTS,
+    SETTLE_SECONDS,
+    SHARE,
+    VARIANTS,
+    Figures,
+    Options,
+    Results,
+    Variant,
+    threads,
+)
+
 DATABASE = "workshop_bench"  # + "_04", "_05", "_06": one database per step's schema
-REQUESTS = {"get": "GET one", "list": "list", "create": "create", "search": "search"}
 INSTALL_WRK = (
     "The benchmark needs wrk, a load generator: install it with `sudo apt-get install wrk` "
     "(Debian, Ubuntu) or `brew install wrk` (macOS)."
@@ -87,177 +92,6 @@ WORDS = VOCABULARY.split()
 # Not WORDS[0]: it describes every 100th item only (n * k % 100 is 0 for the same n, any k).
 SEARCH_WORDS = WORDS[1::10]
 COLORS = ("red", "green", "blue", "black", "white")
-
-
-@dataclass(frozen=True)
-class Variant:
-    key: str
-    label: str
-    app: str  # uvicorn's module:attribute
-    step: str  # the step whose reference migrations make (and whose schema is) its database
-    app_dir: str | None = None  # from the repository's root; None: the step's own folder
-    workers: int = 1  # uvicorn worker processes, each with its own pool
-    pgbouncer: bool = False  # through the benchmark's PgBouncer, in transaction mode
-
-    def folder(self, course: Course) -> Path:
-        return course.root / self.app_dir if self.app_dir else course.step(self.step).dir
-
-
-VARIANTS = {
-    v.key: v
-    for v in (
-        Variant(
-            "raw", "Starlette + raw asyncpg (the limit)", "raw_asyncpg:app", "04", "bench/variants"
-        ),
-        Variant(
-            "fastapi",
-            "FastAPI + raw asyncpg",
-            "fastapi_asyncpg:app",
-            "04",
-            "bench/variants",
-        ),
-        Variant("core", "FastAPI + SQLAlchemy Core", "fastapi_core:app", "04", "bench/variants"),
-        Variant(
-            "sync", "sync ORM on psycopg (template style)", "sync_orm:app", "04", "bench/variants"
-        ),
-        Variant("04", "step 04 reference", "solution.main:app", "04"),
-        Variant("05", "step 05 reference (with a token)", "solution.main:app", "05"),
-        # Step 06 as production serves it, one change at a time: a second worker, PgBouncer.
-        Variant("06", "step 06, 1 worker", "solution.main:app", "06"),
-        Variant("06-2w", "step 06, 2 workers", "solution.main:app", "06", workers=2),
-        Variant(
-            "06-pgb", "step 06, 1 worker, PgBouncer", "solution.main:app", "06", pgbouncer=True
-        ),
-        Variant(
-            "06-2w-pgb",
-            "step 06, 2 workers, PgBouncer",
-            "solution.main:app",
-            "06",
-            workers=2,
-            pgbouncer=True,
-        ),
-    )
-}
-# Seconds an app may take to answer once a load is over, before it is deemed stuck.
-SETTLE_SECONDS = 30
-# What step 06 is compared with: step 05 on one worker, straight to PostgreSQL.
-STEP_06 = tuple(key for key, variant in VARIANTS.items() if variant.step == "06")
-
-
-LOOPS = ("auto", "asyncio", "uvloop")  # uvicorn's --loop
-
-
-@dataclass(frozen=True)
-class Options:
-    rounds: int = 2
-    duration: int = 8  # seconds of load per request
-    warmup: int = 1  # seconds of load per request before it is measured, every round
-    connections: tuple[int, ...] = (32,)  # wrk's client connections: each variant at each
-    variants: tuple[str, ...] = tuple(VARIANTS)
-    quick: bool = False
-    requests: tuple[str, ...] = tuple(REQUESTS)
-    # The variants through PgBouncer, left out of the default run on a machine without it.
-    left_out: tuple[str, ...] = ()
-    # uvicorn's event loop: auto takes uvloop where it is installed (uvicorn[standard]).
-    loop: str = "auto"
-
-    @classmethod
-    def make(
-        cls,
-        *,
-        quick: bool = False,
-        rounds: int | None = None,
-        duration: int | None = None,
-        connections: list[int] | None = None,
-        variants: list[str] | None = None,
-        requests: list[str] | None = None,
-        loop: str = "auto",
-    ) -> Options:
-        """The defaults (2 rounds of 8 s), or quick ones (1 round of 1 s, no warm-up)."""
-        keys = tuple(dict.fromkeys(variants or VARIANTS))
-        left_out: tuple[str, ...] = ()
-        if not variants and find_pgbouncer() is None:
-            left_out = tuple(key for key in keys if VARIANTS[key].pgbouncer)
-            keys = tuple(key for key in keys if key not in left_out)
-        for key in keys:
-            if key not in VARIANTS:
-                raise UnknownName(f"There is no variant {key!r}: they are {', '.join(VARIANTS)}.")
-        if loop not in LOOPS:
-            raise UnknownName(f"There is no loop {loop!r}: they are {', '.join(LOOPS)}.")
-        kinds = tuple(dict.fromkeys(requests or REQUESTS))
-        for kind in kinds:
-            if kind not in REQUESTS:
-                raise UnknownName(f"There is no request {kind!r}: they are {', '.join(REQUESTS)}.")
-        return cls(
-            rounds=rounds or (1 if quick else 2),
-            duration=duration or (1 if quick else 8),
-            warmup=0 if quick else 1,
-            connections=tuple(dict.fromkeys(connections or (32,))),
-            variants=keys,
-            quick=quick,
-            requests=kinds,
-            left_out=left_out,
-            loop=loop,
-        )
-
-    @property
-    def pgbouncer(self) -> bool:
-        return any(VARIANTS[key].pgbouncer for key in self.variants)
-
-
-@dataclass(frozen=True)
-class Figures:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int  # connections lost, timeouts, and answers of 400 and above
-    # Where the machine's cores went meanwhile: the app's processes (its workers), in cores,
-    # and the share of the machine left idle. Neither is wrk's, nor PostgreSQL's.
-    app_cores: float = 0.0
-    idle: float = 0.0
-
-    @classmethod
-    def from_wrk(cls, data: dict[str, int]) -> Figures:
-        return cls(
-            requests_per_second=data["requests"] / (data["duration_us"] / 1e6),
-            p50_ms=data["p50_us"] / 1000,
-            p99_ms=data["p99_us"] / 1000,
-            errors=data["socket_errors"] + data["timeouts"] + data["error_statuses"],
-        )
-
-
-@dataclass
-class Results:
-    options: Options
-    machine: str
-    # (variant, request, client connections): a figure of each round.
-    runs: dict[tuple[str, str, int], list[Figures]] = field(default_factory=dict)
-    # The variants restarted because a load left them stuck, and after which load.
-    restarts: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)  # results.md and results.png, once written
-
-    def median(self, variant: str, request: str, connections: int | None = None) -> Figures:
-        """The rounds' medians (errors: their sum), at `connections` (default: the first)."""
-        runs = self.runs[(variant, request, connections or self.options.connections[0])]
-        return Figures(
-            requests_per_second=statistics.median(r.requests_per_second for r in runs),
-            p50_ms=statistics.median(r.p50_ms for r in runs),
-            p99_ms=statistics.median(r.p99_ms for r in runs),
-            errors=sum(r.errors for r in runs),
-            app_cores=statistics.median(r.app_cores for r in runs),
-            idle=statistics.median(r.idle for r in runs),
-        )
-
-    def ratio(
-        self, variant: str, request: str, baseline: str, connections: int | None = None
-    ) -> float | None:
-        if baseline not in self.options.variants:
-            return None
-        base = self.median(baseline, request, connections).requests_per_second
-        if not base:  # no request of the baseline's finished: a run too short for its crowd
-            return None
-        return self.median(variant, request, connections).requests_per_second / base
-
 
 # -- the databases ------------------------------------------------------------------------
 
@@ -602,11 +436,6 @@ class CPU:
         self.idle = (machine.idle - before.idle) / total if total else 0.0
 
 
-def threads(connections: int) -> int:
-    """wrk's threads: two, the machine's other core's worth (wrk is far cheaper than an app)."""
-    return min(2, connections)
-
-
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -667,7 +496,7 @@ def run(
         run_sync(_run(course, server, database, names, results, build, say))
     except asyncio.CancelledError:  # a SIGTERM
         raise WorkshopError("The benchmark was stopped before it was done.") from None
-    results.files = write(results, output)
+    results.files = report.write(results, output)
     return results
 
 
@@ -858,252 +687,3 @@ class Bench:
         again = self.serve(served.variant)
         served.process, served.base_url, served.log = again.process, again.base_url, again.log
         await self.ready(served)
-
-
-# -- the report ---------------------------------------------------------------------------
-
-
-def share(ratio: float | None) -> str:
-    return "—" if ratio is None else f"{ratio:.0%}"
-
-
-def multiple(ratio: float | None, decimals: int = 2) -> str:
-    return "—" if ratio is None else f"{ratio:.{decimals}f}x"
-
-
-def percent_and_multiple(results: Results, variant: str, request: str, connections: int) -> str:
-    limit = results.ratio(variant, request, "raw", connections)
-    sync = results.ratio(variant, request, "sync", connections)
-    parts = [
-        share(limit) if limit is not None else "",
-        multiple(sync, 1) if sync is not None else "",
-    ]
-    return ", ".join(p for p in parts if p) or "—"
-
-
-def step_06s(results: Results) -> list[str]:
-    """The step 06 variants of the run, when step 05 (what they are compared with) is in it."""
-    keys = results.options.variants
-    return [key for key in keys if key in STEP_06] if "05" in keys else []
-
-
-def tail(figures: Figures) -> str:
-    """p99 as a multiple of p50: how much longer the slowest wait than the typical request."""
-    return f"{figures.p99_ms / figures.p50_ms:.1f}x" if figures.p50_ms else "—"
-
-
-def tail_and_errors(figures: Figures, seconds: int) -> str:
-    if not figures.requests_per_second:
-        return f"no answer in {seconds} s"
-    return f"{tail(figures)}, {figures.errors} errors"
-
-
-def markdown_title() -> str:
-    return "# Benchmark: the references against the raw limit and the sync baseline"
-
-
-def markdown(results: Results) -> str:
-    options = results.options
-    variants = [VARIANTS[key] for key in options.variants]
-    levels = options.connections
-    clients = " and ".join(f"{n:,}" for n in levels)
-    lines = [
-        markdown_title(),
-        "",
-        results.machine,
-        "",
-        f"One uvicorn worker per variant (step 06's: as many as its name says) on 127.0.0.1, "
-        f"{ITEMS:,} items"
-        + (
-            f" (from step 05 on: the bench account's {ITEMS:,} of {ITEMS * SHARE:,}, one in "
-            f"{SHARE}, other accounts' in between)"
-            if any(VARIANTS[key].step >= "05" for key in options.variants)
-            else ""
-        )
-        + f", `wrk -t{threads(levels[0])} -c{levels[0]} -d{options.duration}s` per request"
-        + (f" at {clients} client connections" if len(levels) > 1 else "")
-        + (f" after {options.warmup} s of warm-up" if options.warmup else "")
-        + (f", uvicorn's `--loop {options.loop}`" if options.loop != "auto" else "")
-        + f"; {options.rounds} round{'s' if options.rounds > 1 else ''}, the variants in a "
-        "rotating order; medians. "
-        "Compare figures within one run only.",
-        "",
-    ]
-    if options.quick:
-        lines += [
-            "**Quick mode**: one short round without warm-up checks that everything runs; "
-            "its figures are not for comparing.",
-            "",
-        ]
-    for connections in levels:
-        at = f" at {connections:,} connections" if len(levels) > 1 else ""
-        lines += comparisons(results, connections, at)
-    if len(levels) > 1:
-        lines += crowd(results, levels[-1])
-    if results.restarts:
-        lines += [
-            "## Restarted",
-            "",
-            f"These variants had not answered a request {SETTLE_SECONDS} s after a load was "
-            "over, and were restarted before the next:",
-            "",
-            *(f"- {restart}" for restart in results.restarts),
-            "",
-        ]
-    lines += [
-        "",
-        "## Figures",
-        "",
-        "App CPU: the cores the app's processes used during the load (one worker can use one at "
-        "most). Machine idle: the share of every core's time left unused meanwhile; none left "
-        "means the machine was the limit (wrk and PostgreSQL take the rest).",
-        "",
-        "| request | variant | connections | requests/s | p50 (ms) | p99 (ms) | p99/p50 "
-        "| of the limit | x sync | errors | app CPU (cores) | machine idle |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for request, connections, variant in itertools.product(options.requests, levels, variants):
-        figures = results.median(variant.key, request, connections)
-        limit = results.ratio(variant.key, request, "raw", connections)
-        sync = results.ratio(variant.key, request, "sync", connections)
-        lines.append(
-            f"| {REQUESTS[request]} | {variant.label} | {connections:,} | "
-            f"{figures.requests_per_second:,.0f} | {figures.p50_ms:.1f} | {figures.p99_ms:.1f} | "
-            f"{tail(figures)} | {share(limit)} | {multiple(sync, 1)} | {figures.errors} | "
-            f"{figures.app_cores:.2f} | {figures.idle:.0%} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def comparisons(results: Results, connections: int, at: str) -> list[str]:
-    """The tables of one number of connections: against the limit and sync, step 05 against
-    step 04, step 06 against step 05."""
-    options = results.options
-    requests = options.requests
-    header = ["| " + " | ".join(REQUESTS[r] for r in requests) + " |", "|" + "---|" * len(requests)]
-    lines = [
-        f"## Against the limit and the sync baseline{at}",
-        "",
-        "Requests/s as a share of the raw limit's, then as a multiple of the sync baseline's.",
-        "",
-        "| variant " + header[0],
-        "|---" + header[1],
-    ]
-    for key in options.variants:
-        cells = [percent_and_multiple(results, key, r, connections) for r in requests]
-        lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
-    if {"04", "05"} <= set(options.variants):
-        shares = [share(results.ratio("05", r, "04", connections)) for r in requests]
-        lines += [
-            "",
-            f"## Step 05 against step 04{at}",
-            "",
-            "Requests/s of the step 05 reference as a share of step 04's (the aim: 70% or more).",
-            "",
-            *header,
-            "| " + " | ".join(shares) + " |",
-        ]
-    if keys := step_06s(results):
-        lines += [
-            "",
-            f"## Step 06 against step 05{at}",
-            "",
-            "Requests/s of each step 06 variant as a multiple of step 05's on one worker, "
-            "straight to PostgreSQL (the aim for 2 workers through PgBouncer: 1.5x or more on "
-            "GET one and the list).",
-            "",
-            "| variant " + header[0],
-            "|---" + header[1],
-        ]
-        for key in keys:
-            cells = [multiple(results.ratio(key, r, "05", connections)) for r in requests]
-            lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
-def crowd(results: Results, connections: int) -> list[str]:
-    """The largest crowd: p99 as a multiple of p50, and the errors, of every variant."""
-    requests = results.options.requests
-    lines = [
-        f"## A crowd of {connections:,} connections: the tail and the errors",
-        "",
-        "p99 as a multiple of p50 (the aim for step 06: under 10x), then the requests that "
-        "failed (connections lost, timeouts, answers of 400 and above; the aim: none).",
-        "",
-        "| variant | " + " | ".join(REQUESTS[r] for r in requests) + " |",
-        "|---|" + "---|" * len(requests),
-    ]
-    for key in results.options.variants:
-        cells = []
-        for request in requests:
-            figures = results.median(key, request, connections)
-            cells.append(tail_and_errors(figures, results.options.duration))
-        lines.append(f"| {VARIANTS[key].label} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
-def summary(results: Results) -> Group:
-    """The first tables of results.md, for the terminal: one per number of connections."""
-    requests = results.options.requests
-    tables = []
-    for connections in results.options.connections:
-        table = Table(
-            "variant",
-            *(REQUESTS[r] for r in requests),
-            title=f"Requests/s at {connections:,} connections: share of the limit, x sync",
-        )
-        for key in results.options.variants:
-            cells = (percent_and_multiple(results, key, r, connections) for r in requests)
-            table.add_row(Text(VARIANTS[key].label), *cells)
-        if {"04", "05"} <= set(results.options.variants):
-            shares = (share(results.ratio("05", r, "04", connections)) for r in requests)
-            table.add_row(Text("step 05 as a share of step 04"), *shares)
-        for key in step_06s(results):
-            multiples = (multiple(results.ratio(key, r, "05", connections)) for r in requests)
-            table.add_row(Text(f"{VARIANTS[key].label}, x step 05"), *multiples)
-        tables.append(table)
-    return Group(*tables)
-
-
-def plot(results: Results, path: Path) -> None:
-    """Three panels (requests/s, p50, p99) a row for each number of connections, a group of
-    bars per request."""
-    # matplotlib is the notebooks' dependency, and slow to import: only here. No pyplot:
-    # a Figure of its own draws without touching any backend a notebook may have chosen.
-    from matplotlib.figure import Figure
-
-    variants = [VARIANTS[key] for key in results.options.variants]
-    levels = results.options.connections
-    figure = Figure(figsize=(13, 1 + 3.4 * len(levels)), layout="constrained")
-    rows = figure.subplots(len(levels), 3, squeeze=False)
-    width = 0.8 / len(variants)
-    metrics = (
-        ("requests_per_second", "requests/s (higher is better)"),
-        ("p50_ms", "p50 latency, ms"),
-        ("p99_ms", "p99 latency, ms"),
-    )
-    requests = results.options.requests
-    for axes, connections in zip(rows, levels, strict=True):
-        for ax, (metric, title) in zip(axes, metrics, strict=True):
-            for i, variant in enumerate(variants):
-                values = [
-                    getattr(results.median(variant.key, r, connections), metric) for r in requests
-                ]
-                positions = [
-                    n + (i - (len(variants) - 1) / 2) * width for n in range(len(requests))
-                ]
-                ax.bar(positions, values, width, label=variant.label)
-            ax.set_xticks(range(len(requests)), [REQUESTS[r] for r in requests])
-            ax.set_title(f"{title}, {connections:,} connections", fontsize="medium")
-    handles, labels = rows[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(variants), 5))
-    figure.suptitle(f"workshop bench: {results.machine.split(' · ')[0]}", fontsize="medium")
-    figure.savefig(path, dpi=110)
-
-
-def write(results: Results, output: Path) -> list[Path]:
-    output.mkdir(parents=True, exist_ok=True)
-    table, picture = output / "results.md", output / "results.png"
-    table.write_text(markdown(results), encoding="utf-8")
-    plot(results, picture)
-    return [table, picture]

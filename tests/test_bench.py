@@ -32,25 +32,25 @@ def test_quick_mode_gives_every_variant_figures_for_every_request(
     """Every variant, step 06's through PgBouncer with them (CI requires it; a laptop without
     it leaves them out, and says so)."""
     # Databases of this run's own: another test run may be benchmarking beside it.
-    name = f"{bench.DATABASE}_{os.getpid()}"
-    options = bench.Options.make(quick=True)
+    name = f"{bench.runner.DATABASE}_{os.getpid()}"
+    options = bench.model.Options.make(quick=True)
     if os.environ.get(REQUIRE):
         assert options.left_out == (), f"{REQUIRE} is set, and there is no PgBouncer"
-    assert set(options.variants) | set(options.left_out) == set(bench.VARIANTS)
+    assert set(options.variants) | set(options.left_out) == set(bench.model.VARIANTS)
     try:
-        results = bench.run(course, options, output=tmp_path, database=name, say=print)
+        results = bench.runner.run(course, options, output=tmp_path, database=name, say=print)
     finally:
-        for step in {variant.step for variant in bench.VARIANTS.values()}:
+        for step in {variant.step for variant in bench.model.VARIANTS.values()}:
             run_sync(drop_database(server.url, f"{name}_{step}"))
     for variant in options.variants:
-        for request in bench.REQUESTS:
+        for request in bench.model.REQUESTS:
             figures = results.median(variant, request)
             assert figures.requests_per_second > 0, (variant, request)
             assert figures.p50_ms > 0 and figures.p99_ms > 0, (variant, request)
     assert results.files == [tmp_path / "results.md", tmp_path / "results.png"]
     table = results.files[0].read_text(encoding="utf-8")
     for key in options.variants:
-        assert f"| {bench.VARIANTS[key].label} |" in table
+        assert f"| {bench.model.VARIANTS[key].label} |" in table
     if "06-2w-pgb" in options.variants:
         assert "## Step 06 against step 05" in table
     assert results.files[1].stat().st_size > 0
@@ -66,7 +66,7 @@ def test_without_wrk_the_command_says_how_to_install_it(
     monkeypatch.setenv("PATH", "")
     result = CliRunner().invoke(app, ["bench", "--quick"])
     assert result.exit_code == 1
-    assert result.output.strip().replace("\n", " ") == bench.INSTALL_WRK
+    assert result.output.strip().replace("\n", " ") == bench.runner.INSTALL_WRK
 
 
 def test_an_unknown_variant_is_named(course: Course, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,19 +90,19 @@ def test_a_run_at_two_crowds_reports_each_and_the_tail_of_the_largest() -> None:
     """The report of a run at 32 and 1,000 connections: each crowd's tables, step 06 as a
     multiple of step 05, and the largest crowd's p99 as a multiple of its p50, with its
     errors. Made-up figures: what is tested is the arithmetic and the layout, not a speed."""
-    options = bench.Options.make(
+    options = bench.model.Options.make(
         variants=["05", "06-2w-pgb"], requests=["get"], connections=[32, 1000]
     )
-    results = bench.Results(options, machine="a machine")
+    results = bench.model.Results(options, machine="a machine")
     figures = {
-        ("05", 32): bench.Figures(400, 50, 100, 0),
-        ("06-2w-pgb", 32): bench.Figures(600, 40, 90, 0),
-        ("05", 1000): bench.Figures(300, 2000, 9000, 12),
-        ("06-2w-pgb", 1000): bench.Figures(450, 1500, 4500, 0),
+        ("05", 32): bench.model.Figures(400, 50, 100, 0),
+        ("06-2w-pgb", 32): bench.model.Figures(600, 40, 90, 0),
+        ("05", 1000): bench.model.Figures(300, 2000, 9000, 12),
+        ("06-2w-pgb", 1000): bench.model.Figures(450, 1500, 4500, 0),
     }
     for (variant, connections), one in figures.items():
         results.runs[(variant, "get", connections)] = [one]
-    text = bench.markdown(results)
+    text = bench.report.markdown(results)
     assert "`wrk -t2 -c32 -d8s` per request at 32 and 1,000 client connections" in text
     for connections in ("32", "1,000"):
         assert f"## Against the limit and the sync baseline at {connections} connections" in text
@@ -128,11 +128,11 @@ async def test_the_bench_account_owns_one_item_in_share(
     second seed finds the table as the first left it. Step 06 keeps the hash in a column of
     another name (migrations 0008-0010)."""
     step = course.step(number)
-    accounts = bench.accounts_of(step)
+    accounts = bench.runner.accounts_of(step)
     assert accounts is not None and accounts.column == column
     async with migrated_database(step, server, "bench") as url:
-        password, share = await bench.seed(make_url(url), accounts)
-        assert (await bench.seed(make_url(url), accounts))[1] == share
+        password, share = await bench.runner.seed(make_url(url), accounts)
+        assert (await bench.runner.seed(make_url(url), accounts))[1] == share
         connection = await asyncpg.connect(libpq_dsn(make_url(url)))
         try:
             rows = await connection.fetch(
@@ -143,7 +143,7 @@ async def test_the_bench_account_owns_one_item_in_share(
         finally:
             await connection.close()
     owners = {row["email"]: (row["items"], row["every_nth"]) for row in rows}
-    assert password and share == bench.SHARE > 1
-    assert owners.pop(bench.BENCH_EMAIL) == (bench.ITEMS, True)
+    assert password and share == bench.model.SHARE > 1
+    assert owners.pop(bench.runner.BENCH_EMAIL) == (bench.model.ITEMS, True)
     assert len(owners) == share - 1
-    assert {items for items, _ in owners.values()} == {bench.ITEMS}
+    assert {items for items, _ in owners.values()} == {bench.model.ITEMS}

@@ -92,10 +92,10 @@ def test_the_performance_figures_come_from_a_full_benchmark_run(course: Course) 
     figures = course.root / "docs" / "performance"
     text = (figures / "results.md").read_text(encoding="utf-8")
     title, _, machine, *_ = text.splitlines()
-    assert title == bench.markdown_title()
+    assert title == bench.report.markdown_title()
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC · .+ · PostgreSQL \d+", machine), machine
     assert "Quick mode" not in text
-    for variant in bench.VARIANTS.values():
+    for variant in bench.model.VARIANTS.values():
         assert f"| {variant.label} |" in text, variant.label
     assert (figures / "results.png").stat().st_size > 10_000
 
@@ -110,11 +110,11 @@ def test_the_production_figures_come_from_the_command_the_page_gives(course: Cou
     assert "--output docs/performance/production" in command[1]
     figures = course.root / "docs" / "performance" / "production"
     text = (figures / "results.md").read_text(encoding="utf-8")
-    assert text.splitlines()[0] == bench.markdown_title()
+    assert text.splitlines()[0] == bench.report.markdown_title()
     assert "Quick mode" not in text
     assert "-d15s` per request at 32 and 1,000 client connections" in text
-    for key in ("sync", "05", *bench.STEP_06):
-        assert f"| {bench.VARIANTS[key].label} |" in text, key
+    for key in ("sync", "05", *bench.model.STEP_06):
+        assert f"| {bench.model.VARIANTS[key].label} |" in text, key
     assert "## A crowd of 1,000 connections" in text
     assert (figures / "results.png").stat().st_size > 10_000
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -14,7 +15,7 @@ from rich.markup import escape
 from ..checks import verify
 from ..course import Course
 from ..course.catalogue import catalogue
-from ..course.loader import load_file
+from ..course.loader import load_folder
 from .common import (
     TEACH,
     command,
@@ -22,16 +23,16 @@ from .common import (
     relative,
 )
 
-if TYPE_CHECKING:
-    pass
-
 app = typer.Typer()
 
 
 def load_bench(root: Path) -> ModuleType:
-    """The benchmark's runner, bench/runner.py: a maintainer's tool, kept beside its variants
-    and out of the learner's package."""
-    return load_file(root / "bench" / "runner.py", "workshop_bench_runner")
+    """The benchmark, bench/: a maintainer's tool, kept beside its variants and out of the
+    learner's package. Its modules: `.model` (what a run is), `.runner`, `.report`."""
+    bench = load_folder(root / "bench", "workshop_bench")
+    for module in ("model", "runner", "report"):
+        importlib.import_module(f"{bench.__name__}.{module}")
+    return bench
 
 
 @command(app, "bench", panel=TEACH)
@@ -79,7 +80,7 @@ def bench_command(
     build/bench/."""
     course = Course()
     bench = load_bench(course.root)
-    options = bench.Options.make(
+    options = bench.model.Options.make(
         quick=quick,
         rounds=rounds,
         duration=duration,
@@ -88,10 +89,10 @@ def bench_command(
         requests=[kind.strip() for kind in requests.split(",") if kind.strip()],
         loop=loop,
     )
-    results = bench.run(
+    results = bench.runner.run(
         course, options, output=output, say=lambda line: console.print(line, markup=False)
     )
-    console.print(bench.summary(results))
+    console.print(bench.report.summary(results))
     for path in results.files:
         console.print(f"written: {relative(path, course.root)}", markup=False)
 

@@ -32,41 +32,41 @@ def module_name(step: Step, *, solution: bool) -> str:
 def load_package(step: Step, *, solution: bool) -> ModuleType:
     """Import the step's `app/` (or `solution/`) and all its modules; cached per process."""
     name = module_name(step, solution=solution)
-    package_dir = step.package_dir(solution=solution)
     if (loaded := sys.modules.get(name)) is not None:
         return loaded
-    spec = importlib.util.spec_from_file_location(
-        name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
-    )
-    if spec is None or spec.loader is None:
-        raise WorkshopError(f"{package_dir} is not a Python package (no __init__.py).")
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
+    package = load_folder(step.package_dir(solution=solution), name)
     try:
-        spec.loader.exec_module(package)
         # Import every module now, so `pkg.config.Settings` works without importing it by hand.
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
             importlib.import_module(info.name)
     except BaseException:
-        for loaded_name in [n for n in sys.modules if n == name or n.startswith(f"{name}.")]:
-            del sys.modules[loaded_name]
+        forget(name)
         raise
     return package
 
 
-def load_file(path: Path, name: str) -> ModuleType:
-    """Import one Python file of the course that is not in a package (the benchmark's runner,
-    bench/runner.py) under `name`; cached per process."""
+def load_folder(folder: Path, name: str) -> ModuleType:
+    """Import a folder of the course as the package `name` (its modules import each other
+    relatively: `from .model import Results`); cached per process. Also the benchmark's,
+    bench/, a maintainer's tool kept out of the toolkit's package."""
     if (loaded := sys.modules.get(name)) is not None:
         return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     if spec is None or spec.loader is None:
-        raise WorkshopError(f"{path} is not a Python file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before it runs: its dataclasses look themselves up there
+        raise WorkshopError(f"{folder} is not a Python package (no __init__.py).")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # before it runs: its dataclasses look themselves up there
     try:
-        spec.loader.exec_module(module)
+        spec.loader.exec_module(package)
     except BaseException:
-        del sys.modules[name]
+        forget(name)
         raise
-    return module
+    return package
+
+
+def forget(name: str) -> None:
+    """Unload a package that failed to import, and whichever of its modules did import."""
+    for loaded_name in [n for n in sys.modules if n == name or n.startswith(f"{name}.")]:
+        del sys.modules[loaded_name]
