@@ -1,4 +1,5 @@
-"""Helpers for the steps' tests: serve an app in-process, wait for the database to catch up."""
+"""Helpers for the steps' tests: serve an app in-process, wait for the database to catch up,
+make PostgreSQL fail on purpose."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+if TYPE_CHECKING:  # step 01 has no async engine: importing SQLAlchemy's costs 0.2 s
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 T = TypeVar("T")
+
+# The backends of this test's database that wait for a lock, whoever holds it.
+LOCK_WAITERS = text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
 
 
 @asynccontextmanager
@@ -56,6 +67,22 @@ async def eventually(
     while not until(result := await check()) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     return result
+
+
+async def waiting_for_a_lock(engine: AsyncEngine) -> int:
+    """How many transactions of this database wait for a lock now: each look in a transaction
+    of its own, as PostgreSQL shows a transaction the one view of pg_stat_activity it took
+    first."""
+    async with engine.connect() as connection:
+        return await connection.scalar(LOCK_WAITERS)
+
+
+def raising(code: str) -> str:
+    """A statement that makes PostgreSQL itself answer with the error `code` (SQLSTATE), as a
+    test route runs it to see what the app answers."""
+    if not (code.isalnum() and len(code) == 5):  # the test's own codes, never a client's
+        raise ValueError(f"not a SQLSTATE: {code!r}")
+    return f"DO $$ BEGIN RAISE EXCEPTION 'raised by the test' USING ERRCODE = '{code}'; END $$"
 
 
 class TcpProxy:

@@ -10,21 +10,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from workshop.testing import eventually, serve
+from workshop.testing import eventually, raising, serve, waiting_for_a_lock
 
 MakeApp = Callable[..., FastAPI]
-# A transaction of this database waiting for a lock another one holds.
-WAITING = text(
-    "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-)
-
-
-async def waiting_for_a_lock(engine: AsyncEngine) -> int:
-    """How many transactions wait for a lock now: each look in a transaction of its own, as
-    PostgreSQL shows a transaction the one view of pg_stat_activity it took first."""
-    async with engine.connect() as connection:
-        return await connection.scalar(WAITING)
 
 
 def with_test_routes(app: FastAPI, pkg: ModuleType) -> FastAPI:
@@ -40,11 +28,8 @@ def with_test_routes(app: FastAPI, pkg: ModuleType) -> FastAPI:
     @app.get("/test/raise/{code}")
     async def raise_sqlstate(engine: engine_dep, code: str) -> None:
         """Make PostgreSQL itself answer with the error `code`."""
-        assert code.isalnum() and len(code) == 5  # the test's own codes, never a client's
         async with engine.connect() as connection:
-            await connection.exec_driver_sql(
-                f"DO $$ BEGIN RAISE EXCEPTION 'raised by the test' USING ERRCODE = '{code}'; END $$"
-            )
+            await connection.exec_driver_sql(raising(code))
 
     return app
 

@@ -10,20 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from workshop.testing import eventually, serve
-
-# A transaction of this database waiting for a lock another one holds.
-WAITING = text(
-    "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-)
-
-
-async def waiting_for_a_lock(engine: AsyncEngine) -> int:
-    """How many transactions wait for a lock now: each look in a transaction of its own, as
-    PostgreSQL shows a transaction the one view of pg_stat_activity it took first."""
-    async with engine.connect() as connection:
-        return await connection.scalar(WAITING)
+from workshop.testing import eventually, raising, serve, waiting_for_a_lock
 
 
 @pytest.fixture
@@ -41,12 +28,7 @@ def app(pkg: ModuleType, settings: Any) -> FastAPI:
     @app.get("/test/raise/{code}")
     async def raise_sqlstate(session: session_dep, code: str) -> None:
         """Make PostgreSQL itself answer with the error `code`."""
-        assert code.isalnum() and len(code) == 5  # the test's own codes, never a client's
-        await session.execute(
-            text(
-                f"DO $$ BEGIN RAISE EXCEPTION 'raised by the test' USING ERRCODE = '{code}'; END $$"
-            )
-        )
+        await session.execute(text(raising(code)))
 
     return app
 

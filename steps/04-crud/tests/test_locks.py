@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from workshop.testing import eventually
+from workshop.testing import eventually, waiting_for_a_lock
 
 # Seconds to wait for a request to reach its statement: each wait ends as soon as it does,
 # so this is only ever spent when a test is about to fail (a busy machine is no failure).
@@ -25,12 +25,6 @@ PATIENCE = 30.0
 BLOCKED = text(
     "SELECT DISTINCT pid FROM pg_locks"
     " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-)
-
-# The backends of this test's database that wait for a lock, whoever holds it.
-WAITING = text(
-    "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
 )
 
 
@@ -111,13 +105,6 @@ async def test_a_failing_database_is_not_a_missing_item(
     assert response.json()["request_id"]
 
 
-async def waiting_for_locks(engine: AsyncEngine) -> int:
-    """How many backends of this database wait for a lock, seen from a new transaction (a
-    transaction keeps the pg_stat_activity it saw first)."""
-    async with engine.connect() as connection:
-        return await connection.scalar(WAITING)
-
-
 @pytest.mark.exercise("04.3")
 async def test_two_patches_of_other_fields_both_stay(
     pkg: ModuleType, engine: AsyncEngine, live_client: httpx.AsyncClient
@@ -136,7 +123,7 @@ async def test_two_patches_of_other_fields_both_stay(
         ]
 
         async def answered_or_waiting() -> tuple[bool, int]:
-            return any(patch.done() for patch in patches), await waiting_for_locks(engine)
+            return any(patch.done() for patch in patches), await waiting_for_a_lock(engine)
 
         # Until both wait for the row, or one is answered without waiting (a starter).
         _, waiting = await eventually(
