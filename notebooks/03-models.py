@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -90,9 +90,10 @@ print("where:", describe(url))
 
 # %%
 server = resolve_server()
-await drop_database(server.url, "notebook_03")
-await create_database(server.url, "notebook_03")
-scratch_url = server.database_url("notebook_03").render_as_string(hide_password=False)
+scratch = server.scratch_database("notebook_03")  # a name of its own when the tests run this
+await drop_database(server.url, scratch)
+await create_database(server.url, scratch)
+scratch_url = server.database_url(scratch).render_as_string(hide_password=False)
 
 # %% [markdown]
 # `Migrations` runs the step's Alembic migrations, `solution/migrations/versions/`, as
@@ -271,5 +272,5 @@ for name in ("x" * 101, "nul\x00"):
 
 # %%
 await engine.dispose()
-await drop_database(server.url, "notebook_03")
-print("dropped notebook_03")
+await drop_database(server.url, scratch)
+print("dropped", scratch)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -72,9 +72,10 @@ print(solution.__name__)
 
 # %%
 server = resolve_server()
-await drop_database(server.url, "notebook_04")
-await create_database(server.url, "notebook_04")
-scratch_url = server.database_url("notebook_04").render_as_string(hide_password=False)
+scratch = server.scratch_database("notebook_04")  # a name of its own when the tests run this
+await drop_database(server.url, scratch)
+await create_database(server.url, scratch)
+scratch_url = server.database_url(scratch).render_as_string(hide_password=False)
 await Migrations(step, solution=True).upgrade(scratch_url)
 
 engine = create_async_engine(scratch_url)
@@ -567,5 +568,5 @@ async with engine.connect() as connection:
 
 # %%
 await engine.dispose()
-await drop_database(server.url, "notebook_04")
-print("dropped notebook_04")
+await drop_database(server.url, scratch)
+print("dropped", scratch)

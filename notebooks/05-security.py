@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -72,9 +72,10 @@ print(solution.__name__)
 
 # %%
 server = resolve_server()
-await drop_database(server.url, "notebook_05")
-await create_database(server.url, "notebook_05")
-scratch_url = server.database_url("notebook_05").render_as_string(hide_password=False)
+scratch = server.scratch_database("notebook_05")  # a name of its own when the tests run this
+await drop_database(server.url, scratch)
+await create_database(server.url, scratch)
+scratch_url = server.database_url(scratch).render_as_string(hide_password=False)
 migrations = Migrations(step, solution=True)
 await migrations.upgrade(scratch_url)
 app_url = migrations.app_url(scratch_url)  # the same database, as the app's role
@@ -419,5 +420,5 @@ await as_app.close()
 await admin.close()
 await app_engine.dispose()
 await engine.dispose()
-await drop_database(server.url, "notebook_05")
-print("dropped notebook_05")
+await drop_database(server.url, scratch)
+print("dropped", scratch)

@@ -64,9 +64,10 @@ course = Course()
 step = course.step("06")
 migrations = Migrations(step, solution=True)
 server = resolve_server()
-await drop_database(server.url, "notebook_06")
-await create_database(server.url, "notebook_06")
-scratch_url = server.database_url("notebook_06").render_as_string(hide_password=False)
+scratch = server.scratch_database("notebook_06")  # a name of its own when the tests run this
+await drop_database(server.url, scratch)
+await create_database(server.url, scratch)
+scratch_url = server.database_url(scratch).render_as_string(hide_password=False)
 await migrations.upgrade(scratch_url, "0005")
 app_url = migrations.app_url(scratch_url)  # the same database, as the app's role
 
@@ -378,5 +379,5 @@ await admin.close()
 if bouncer is not None:
     bouncer.stop()
     shutil.rmtree(bouncer.folder, ignore_errors=True)
-await drop_database(server.url, "notebook_06")
-print("dropped notebook_06")
+await drop_database(server.url, scratch)
+print("dropped", scratch)

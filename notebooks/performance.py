@@ -86,9 +86,11 @@ ItemPublic, ItemPage = solution.schemas.ItemPublic, solution.schemas.ItemPage
 Settings = solution.config.Settings
 
 server = resolve_server()
-await drop_database(server.url, "notebook_performance")
-await create_database(server.url, "notebook_performance")
-scratch_url = server.database_url("notebook_performance").render_as_string(hide_password=False)
+# A name of its own when the tests run this notebook.
+scratch = server.scratch_database("notebook_performance")
+await drop_database(server.url, scratch)
+await create_database(server.url, scratch)
+scratch_url = server.database_url(scratch).render_as_string(hide_password=False)
 await Migrations(step, solution=True).upgrade(scratch_url)
 
 # The app's own engine and session factory, as step 04's lifespan builds them.
@@ -112,7 +114,7 @@ async with engine.begin() as connection:
     )
     ids = list(await connection.scalars(select(Item.id).order_by(Item.id)))
     version = await connection.scalar(text("SHOW server_version"))
-print(f"PostgreSQL {version}: {len(ids)} items in notebook_performance")
+print(f"PostgreSQL {version}: {len(ids)} items in {scratch}")
 
 # %% [markdown]
 # ## 1. The ladder
@@ -687,5 +689,5 @@ print(f"at most {available // per_worker} workers with these pools, on an otherw
 # %%
 await raw_pool.close()
 await engine.dispose()
-await drop_database(server.url, "notebook_performance")
-print("dropped notebook_performance")
+await drop_database(server.url, scratch)
+print("dropped", scratch)

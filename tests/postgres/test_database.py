@@ -169,6 +169,25 @@ def test_a_dead_runs_test_databases_are_dropped(server: Server) -> None:
         run_sync(drop_database(server.url, orphan))
 
 
+def test_a_notebook_under_the_tests_never_takes_the_learners_scratch_database(
+    server: Server,
+) -> None:
+    """A notebook drops its scratch database WITH (FORCE) before it makes it: run by the tests
+    on the server a learner's open notebook uses, a fixed name would end that notebook's
+    sessions. Under a test run (DATABASE_URL names a throwaway database) the name is the run's
+    own, and carries the kernel's pid, so a dead run's leftover is dropped like any other."""
+    learner = Server(url=server.url.set(database="workshop"), source="embedded")
+    assert learner.scratch_database("notebook_03") == "notebook_03"
+    under_tests = Server(
+        url=server.database_url(test_database_name("notebook")), source="DATABASE_URL"
+    )
+    names = {under_tests.scratch_database("notebook_03") for _ in range(2)}
+    assert len(names) == 2 and "notebook_03" not in names
+    for name in names:
+        assert name.startswith("workshop_test_notebook_03_")
+        assert name.split("_")[-2] == str(os.getpid())  # what the sweep of orphans reads
+
+
 async def database_names(url: URL) -> set[str]:
     return await first_column(url, "SELECT datname FROM pg_database")
 

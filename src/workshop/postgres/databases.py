@@ -45,6 +45,15 @@ class Server:
     def database_url(self, database: str) -> URL:
         return self.url.set(database=database)
 
+    def scratch_database(self, name: str) -> str:
+        """A notebook's database of its own: `name` (`notebook_03`), made afresh at each run.
+        Under a test run (DATABASE_URL names one of its throwaway databases), a throwaway name
+        of that run's own instead: a test run never drops the database an open notebook of the
+        learner's is using (DROP ... WITH (FORCE) would end its sessions)."""
+        if (self.url.database or "").startswith(TEST_DATABASE_PREFIX):
+            return test_database_name(name)
+        return name
+
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion, also where an event loop already runs (Jupyter)."""
