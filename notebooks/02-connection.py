@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -104,11 +104,12 @@ pool_figures = solution.routes.health.pool_figures
 
 
 async def server_pids(name: str = "notebook-02") -> list[int]:
-    """The server processes of the connections named `name` (a LIKE pattern), but ours."""
+    """The server processes of the connections named `name` (a LIKE pattern), but ours: on
+    this database only, so another notebook's on the same server never shows up here."""
     async with observer.connect() as connection:
         query = text(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE application_name LIKE :name AND pid <> pg_backend_pid() ORDER BY pid"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE :name AND pid <> pg_backend_pid() ORDER BY pid"
         )
         return list(await connection.scalars(query, {"name": name}))
 
