@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from workshop.checks.run import TestOutcome
-from workshop.checks.wrong_answers import Verdict, problems
+from workshop.checks.wrong_answers import Case, Verdict, problems, processes_for
 from workshop.course import Course, WorkshopError
 from workshop.course.catalogue import Edit, WrongAnswer, apply
 
@@ -110,3 +110,26 @@ def test_an_accepted_variant_must_pass_and_a_wrong_answer_must_fail(course: Cour
     failed = complaints("failed", "fine because")[0]
     assert "is accepted (fine because), yet fails tests/test_x.py::test_y" in failed
     assert failed.endswith("(assert 6 <= 5)")
+
+
+def test_the_accepted_variants_run_in_a_process_of_their_own(course: Course) -> None:
+    """A wrong answer's garbage (a session never closed) warns when it is collected, in
+    whichever test runs then: never in an accepted variant's, which must pass."""
+    step = course.step("01")
+    exercise = step.exercises[0].id
+
+    def case(name: str, accepted: str | None) -> Case:
+        return (
+            step,
+            WrongAnswer(exercise, name, "a mistake", code="pass", accepted=accepted),
+            step,
+        )
+
+    cases = [case(f"wrong-{n}", None) for n in range(7)] + [case("fine", "fine because")]
+    groups = processes_for(cases, 4)
+    assert len(groups) == 4
+    assert [wrong.name for _, wrong, _ in groups[-1]] == ["fine"]
+    assert sorted(c[1].name for group in groups[:-1] for c in group) == [
+        f"wrong-{n}" for n in range(7)
+    ]
+    assert len(processes_for(cases[:7], 4)) == 4  # without accepted ones, all four share

@@ -15,6 +15,7 @@ from .run import StepReport, TestOutcome, run_steps
 
 # Fewer than this many wrong answers, and an exercise's checks are not proven.
 AT_LEAST = 3
+Case = tuple[Step, WrongAnswer, Step]  # the step, the wrong answer, the copy that holds it
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ def run_catalogue(
 ) -> list[Verdict]:
     """Every wrong answer of these steps, each in its own copy, against its exercise's tests
     only (of `exercises` only, when given); the copies run in `processes` pytest processes side
-    by side."""
+    by side, the accepted variants in one of their own."""
     shutil.copy(course.root / "pyproject.toml", scratch)
-    cases: list[tuple[Step, WrongAnswer, Step]] = []
+    cases: list[Case] = []
     broken: list[Verdict] = []
     for step in steps:
         for index, wrong in enumerate(catalogue(step), start=1):
@@ -63,9 +64,9 @@ def run_catalogue(
                 broken.append(Verdict(step, wrong, [], error=str(exc)))
     if not cases:
         return broken
-    groups = [cases[i::processes] for i in range(processes) if cases[i::processes]]
+    groups = processes_for(cases, processes)
 
-    def run(group: list[tuple[Step, WrongAnswer, Step]]) -> dict[Step, StepReport]:
+    def run(group: list[Case]) -> dict[Step, StepReport]:
         # Only the exercise's own tests, in each copy: `-k` matches the copy's folder name.
         only = " or ".join(
             f"({twin.name} and ex{wrong.exercise.replace('.', '_')})" for _, wrong, twin in group
@@ -78,6 +79,18 @@ def run_catalogue(
         for done in pool.map(run, groups):
             reports.update(done)
     return broken + [Verdict(step, wrong, reports[twin].tests) for step, wrong, twin in cases]
+
+
+def processes_for(cases: list[Case], processes: int) -> list[list[Case]]:
+    """The cases each pytest process runs, in turn. A wrong answer may leave garbage behind (a
+    session never closed, an engine never disposed), and its warning, when the garbage
+    collector finds it, fails whichever test runs then (warnings are errors): the accepted
+    variants, which must pass, run in a process of their own, never after a wrong answer."""
+    accepted = [case for case in cases if case[1].accepted is not None]
+    wrong = [case for case in cases if case[1].accepted is None]
+    share = max(1, processes - 1) if accepted else processes
+    groups = [wrong[i::share] for i in range(share) if wrong[i::share]]
+    return [*groups, accepted] if accepted else groups
 
 
 def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
