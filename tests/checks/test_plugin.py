@@ -295,3 +295,51 @@ def test_a_bare_comparisons_line_says_what_the_numbers_are() -> None:
     assert one_line(bare) == (
         "AssertionError: assert 3 == 1 (where 3 = len(['INSERT', 'INSERT', 'INSERT']))"
     )
+
+
+LEAKING_TESTS = """
+import gc
+import warnings
+
+
+class Leaky:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the garbage collector frees it
+
+    def __del__(self) -> None:
+        warnings.warn("unclosed connection (made up)", ResourceWarning)
+
+
+def test_leaves_garbage_behind(pkg):
+    gc.disable()  # so that nothing collects it before the next step's test does
+    Leaky()
+"""
+
+COLLECTING_TESTS = """
+import gc
+
+
+def test_collects_garbage(pkg):
+    gc.enable()
+    gc.collect()
+"""
+
+
+@pytest.mark.parametrize("catalogue", [True, False])
+def test_one_copys_garbage_never_fails_the_next_copys_test(
+    pytester: pytest.Pytester, server: Server, monkeypatch: pytest.MonkeyPatch, catalogue: bool
+) -> None:
+    """The catalogue runs many copies of a step in one process, and a wrong answer may leak on
+    purpose: its garbage is collected quietly before the next copy's tests, whose verdict is
+    then their own. Without the catalogue's option, the leak's warning fails the next test."""
+    make_course(pytester)
+    monkeypatch.setenv("DATABASE_URL", server.url.render_as_string(hide_password=False))
+    (pytester.path / "steps/01-one/tests/test_one.py").write_text(LEAKING_TESTS)
+    (pytester.path / "steps/02-two/tests/test_two.py").write_text(COLLECTING_TESTS)
+    options = ["--first-failure-per-step"] if catalogue else []
+    result = pytester.runpytest_subprocess("-W", "error", *options, "steps")
+    if catalogue:
+        result.assert_outcomes(passed=2)
+    else:
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*unclosed connection (made up)*"])
