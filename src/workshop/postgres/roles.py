@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 
 import asyncpg
@@ -16,6 +15,9 @@ from .server import CONNECT_TIMEOUT, libpq_dsn
 # only administrators can read. Made at random the first time, never written in the repository.
 PASSWORDS_TABLE = "workshop_role_passwords"
 _passwords: dict[tuple[str | None, int | None, str | None, str], str] = {}
+# Roles, and that table, belong to the whole server: their changes are made in the `postgres`
+# database under this lock, one process at a time (an advisory lock is per database).
+ROLES_LOCK = "SELECT pg_advisory_xact_lock(hashtext('workshop roles'))"
 
 
 async def role_password(url: URL, role: str) -> str:
@@ -26,20 +28,23 @@ async def role_password(url: URL, role: str) -> str:
     admin = url.set(database="postgres")
     connection = await asyncpg.connect(libpq_dsn(admin), timeout=CONNECT_TIMEOUT)
     try:
-        with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+        async with connection.transaction():
+            # One process at a time: two that REVOKE on the table at once change one catalog
+            # row together, and one fails with "tuple concurrently updated".
+            await connection.execute(ROLES_LOCK)
             await connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {PASSWORDS_TABLE} (role name PRIMARY KEY, "
                 "password text NOT NULL)"
             )
-        await connection.execute(f"REVOKE ALL ON {PASSWORDS_TABLE} FROM PUBLIC")
-        await connection.execute(
-            f"INSERT INTO {PASSWORDS_TABLE} VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            role,
-            secrets.token_urlsafe(24),
-        )
-        password = await connection.fetchval(
-            f"SELECT password FROM {PASSWORDS_TABLE} WHERE role = $1", role
-        )
+            await connection.execute(f"REVOKE ALL ON {PASSWORDS_TABLE} FROM PUBLIC")
+            await connection.execute(
+                f"INSERT INTO {PASSWORDS_TABLE} VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                role,
+                secrets.token_urlsafe(24),
+            )
+            password = await connection.fetchval(
+                f"SELECT password FROM {PASSWORDS_TABLE} WHERE role = $1", role
+            )
     finally:
         await connection.close()
     _passwords[key] = password
@@ -56,13 +61,12 @@ async def provision_roles(url: URL, *, owner: str, app: str) -> None:
     # The password is this server's own (token_urlsafe: letters, digits, - and _ only),
     # set again each time: a role made with a password someone has read gets a new one.
     password = await role_password(url, app)
-    # Roles belong to the whole server: their changes are made in the maintenance database,
-    # one process at a time (an advisory lock is per database), or two test processes that
-    # migrate at once fail with "tuple concurrently updated".
+    # Roles belong to the whole server: under ROLES_LOCK, or two test processes that migrate
+    # at once fail with "tuple concurrently updated".
     admin = await asyncpg.connect(libpq_dsn(url.set(database="postgres")), timeout=CONNECT_TIMEOUT)
     try:
         async with admin.transaction():
-            await admin.execute("SELECT pg_advisory_xact_lock(hashtext('workshop roles'))")
+            await admin.execute(ROLES_LOCK)
             existing = set(await admin.fetchval("SELECT array_agg(rolname) FROM pg_roles"))
             if owner not in existing:
                 await admin.execute(f'CREATE ROLE "{owner}" NOLOGIN')
