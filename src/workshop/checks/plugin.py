@@ -16,18 +16,12 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from ..course import COMMAND, step_of
-from ..postgres import (
-    ToolkitSettings,
-)
-
-if TYPE_CHECKING:
-    pass
-
+from ..postgres import ToolkitSettings
 from .blame import (
     StubReports,
     exercise_ids,

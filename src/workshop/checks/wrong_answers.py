@@ -28,9 +28,13 @@ class Verdict:
     error: str | None = None  # why it could not be tried (it does not apply, or compile)
 
     @property
+    def failures(self) -> list[tuple[str, str | None]]:
+        """The tests that fail on it, as `tests/file.py::name`, each with its reason."""
+        return [(t.nodeid.split("/", 2)[2], t.reason) for t in self.tests if t.outcome == "failed"]
+
+    @property
     def caught_by(self) -> list[str]:
-        """The tests that fail on it, as `tests/file.py::name`."""
-        return [t.nodeid.split("/", 2)[2] for t in self.tests if t.outcome == "failed"]
+        return [test for test, _ in self.failures]
 
     @property
     def needs(self) -> str | None:
@@ -114,10 +118,10 @@ def problems(step: Step, verdicts: list[Verdict]) -> list[str]:
         elif not verdict.tests:
             found.append(f"{where}: no test of its exercise ran")
         elif verdict.wrong.accepted is not None:
-            if failed := [t for t in verdict.tests if t.outcome == "failed"]:
+            if verdict.failures:
                 found.append(
                     f"{where} is accepted ({verdict.wrong.accepted}), yet fails "
-                    + ", ".join(f"{t.nodeid.split('/', 2)[2]} ({t.reason})" for t in failed)
+                    + ", ".join(f"{test} ({reason})" for test, reason in verdict.failures)
                 )
         elif not verdict.caught_by and verdict.needs:
             found.append(f"{where} could not be tried on this machine: it {verdict.needs}")
